@@ -1,0 +1,102 @@
+//! Command line and environment. Every flag has an environment variable; the
+//! database URL is global (before or after a subcommand).
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/contacts";
+
+#[derive(Debug, Parser)]
+#[command(name = "contactsd", version, about = "The contacts gRPC service")]
+pub struct Cli {
+    /// PostgreSQL connection URL; the database is created if missing.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it as the last line of stdout (it is not shown again).
+    Create {
+        /// The site's name; created if it does not exist.
+        #[arg(long, env = "CONTACTS_SITE")]
+        site: String,
+        /// The app the key is for; recorded with every change it makes.
+        #[arg(long, env = "CONTACTS_APP")]
+        app: String,
+        /// Comma-separated scopes: read, write.
+        #[arg(long, env = "CONTACTS_SCOPES", default_value = "read,write")]
+        scopes: String,
+    },
+}
+
+/// Server settings, accepted with or without the `serve` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "CONTACTS_LISTEN",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Region for phones written without a country code, when a request names none.
+    #[arg(
+        long,
+        env = "CONTACTS_DEFAULT_REGION",
+        default_value = "US",
+        global = true
+    )]
+    pub default_region: String,
+
+    /// Maximum number of database connections.
+    #[arg(
+        long,
+        env = "CONTACTS_DB_POOL_SIZE",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_pool_size: usize,
+}
+
+/// What the server needs to start; built from [`Cli`] or directly by tests.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub default_region: crate::domain::Region,
+    pub db_pool_size: usize,
+}
+
+impl Settings {
+    pub fn from_cli(cli: &Cli) -> Result<Self, String> {
+        let default_region = crate::domain::Region::parse(&cli.serve.default_region)
+            .map_err(|e| format!("--default-region: {e}"))?;
+        Ok(Self {
+            listen: cli.serve.listen,
+            database_url: cli.database_url.clone(),
+            default_region,
+            db_pool_size: cli.serve.db_pool_size.max(1),
+        })
+    }
+}

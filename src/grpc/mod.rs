@@ -1,0 +1,282 @@
+//! The gRPC service: authenticate, parse the request into domain types, call
+//! storage, convert the result. Every handler returns the crate's [`Error`],
+//! which becomes a `Status` in exactly one place.
+
+mod convert;
+
+use std::pin::Pin;
+
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Authenticator, Caller, Scope};
+use crate::domain::{AddOutcome, Contact, ReadMask, Region};
+use crate::error::{Error, Result};
+use crate::pb::{self, contacts_service_server::ContactsService};
+use crate::storage::{Reconciled, Store};
+use convert::{Fields, Ids, ValueContext, contact_to_pb, parse_uuid, read_mask, rejected_to_pb};
+
+pub struct ContactsApi {
+    store: Store,
+    auth: Authenticator,
+    default_region: Region,
+}
+
+impl ContactsApi {
+    pub fn new(store: Store, auth: Authenticator, default_region: Region) -> Self {
+        Self {
+            store,
+            auth,
+            default_region,
+        }
+    }
+
+    async fn caller<T>(&self, request: &Request<T>, scope: Scope) -> Result<Caller> {
+        let caller = self.auth.caller(request.metadata()).await?;
+        caller.require(scope)?;
+        Ok(caller)
+    }
+
+    /// The contact as the caller may see it: whole with the read scope, else not at all.
+    fn visible(caller: &Caller, contact: Contact) -> Option<pb::Contact> {
+        caller
+            .can_read
+            .then(|| contact_to_pb(contact, ReadMask::ALL))
+    }
+
+    fn region(&self, fields: &mut Fields, raw: &str) -> Region {
+        fields
+            .check(Region::parse_or(raw, self.default_region), || {
+                "default_region".into()
+            })
+            .unwrap_or(self.default_region)
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<pb::ReconcileResponse> {
+        let caller = self.caller(&request, Scope::Write).await?;
+        let request = request.into_inner();
+        let mut fields = Fields::default();
+        let region = self.region(&mut fields, &request.default_region);
+        let Some(contact) = request.contact else {
+            return Err(Error::invalid("contact", "is required"));
+        };
+        let mut cx = ValueContext {
+            fields: &mut fields,
+            ids: Ids::Fresh,
+            region,
+            now: Utc::now(),
+        };
+        let data = cx.contact(contact, "contact.");
+        if data.emails.is_empty() && data.phones.is_empty() {
+            fields.push(crate::error::FieldViolation::new(
+                "contact.emails",
+                "a reported contact needs at least one email or phone to be matched by",
+            ));
+        }
+        let data = fields.finish(data)?;
+
+        let Reconciled {
+            contact,
+            created,
+            rejected,
+        } = self
+            .store
+            .reconcile(caller.site_id, &caller.app, data)
+            .await?;
+        let (rejected, rejected_fields) = rejected_to_pb(rejected);
+        Ok(pb::ReconcileResponse {
+            contact_id: contact.id.to_string(),
+            created,
+            etag: contact.etag(),
+            contact: Self::visible(&caller, contact),
+            rejected,
+            rejected_fields,
+        })
+    }
+
+    async fn get_contact(&self, request: Request<pb::GetContactRequest>) -> Result<pb::Contact> {
+        let caller = self.caller(&request, Scope::Read).await?;
+        let request = request.into_inner();
+        let mut fields = Fields::default();
+        let id = fields.check(parse_uuid(&request.id), || "id".into());
+        let mask = read_mask(&mut fields, "read_mask", request.read_mask);
+        let id = fields.finish(id)?.unwrap_or_default();
+        let contact = self.store.get_contact(caller.site_id, id).await?;
+        let contact = contact.ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
+        Ok(contact_to_pb(contact, mask))
+    }
+
+    async fn add_value(
+        &self,
+        request: Request<pb::AddValueRequest>,
+    ) -> Result<pb::AddValueResponse> {
+        let caller = self.caller(&request, Scope::Write).await?;
+        let request = request.into_inner();
+        let mut fields = Fields::default();
+        let id = fields.check(parse_uuid(&request.contact_id), || "contact_id".into());
+        let region = self.region(&mut fields, &request.default_region);
+        let mut cx = ValueContext {
+            fields: &mut fields,
+            ids: Ids::Fresh,
+            region,
+            now: Utc::now(),
+        };
+        let value = cx.new_value(request.value);
+        let (id, value) = fields.finish((id, value))?;
+        let (Some(id), Some(value)) = (id, value) else {
+            return Err(Error::Internal(
+                "a parsed AddValue request lacks its value".into(),
+            ));
+        };
+        let etag = Some(request.etag.as_str()).filter(|e| !e.is_empty());
+
+        let (contact, outcome) = self
+            .store
+            .edit_contact(caller.site_id, &caller.app, id, etag, value.key(), |data| {
+                let outcome = value.add_to(data)?;
+                let changed = match &outcome {
+                    AddOutcome::Added { field, .. } => vec![*field],
+                    AddOutcome::AlreadyPresent { .. } => vec![],
+                };
+                Ok((outcome, changed))
+            })
+            .await?;
+        let (value_id, already_present) = match outcome {
+            AddOutcome::Added { value_id, .. } => (value_id, false),
+            AddOutcome::AlreadyPresent { value_id } => (value_id, true),
+        };
+        Ok(pb::AddValueResponse {
+            value_id,
+            already_present,
+            etag: contact.etag(),
+            contact: Self::visible(&caller, contact),
+        })
+    }
+
+    async fn override_value(
+        &self,
+        request: Request<pb::OverrideValueRequest>,
+    ) -> Result<pb::OverrideValueResponse> {
+        let caller = self.caller(&request, Scope::Write).await?;
+        let request = request.into_inner();
+        let mut fields = Fields::default();
+        let id = fields.check(parse_uuid(&request.contact_id), || "contact_id".into());
+        if request.etag.trim().is_empty() {
+            fields.push(crate::error::FieldViolation::new(
+                "etag",
+                "is required: the etag of the contact the user approved the change on",
+            ));
+        }
+        let region = self.region(&mut fields, &request.default_region);
+        let mut cx = ValueContext {
+            fields: &mut fields,
+            ids: Ids::Given,
+            region,
+            now: Utc::now(),
+        };
+        let value = cx.replacement(request.value);
+        let (id, value) = fields.finish((id, value))?;
+        let (Some(id), Some(value)) = (id, value) else {
+            return Err(Error::Internal(
+                "a parsed OverrideValue request lacks its value".into(),
+            ));
+        };
+
+        let key = value.key();
+        let (contact, ()) = self
+            .store
+            .edit_contact(
+                caller.site_id,
+                &caller.app,
+                id,
+                Some(request.etag.trim()),
+                key,
+                |data| {
+                    let changed = value.apply(data)?;
+                    Ok(((), changed.into_iter().collect()))
+                },
+            )
+            .await?;
+        Ok(pb::OverrideValueResponse {
+            etag: contact.etag(),
+            contact: Self::visible(&caller, contact),
+        })
+    }
+
+    async fn delete_contact(
+        &self,
+        request: Request<pb::DeleteContactRequest>,
+    ) -> Result<pb::DeleteContactResponse> {
+        let caller = self.caller(&request, Scope::Write).await?;
+        let request = request.into_inner();
+        let mut fields = Fields::default();
+        let id = fields.check(parse_uuid(&request.id), || "id".into());
+        let id = fields.finish(id)?.unwrap_or_default();
+        let etag = Some(request.etag.trim()).filter(|e| !e.is_empty());
+        self.store
+            .delete_contact(caller.site_id, &caller.app, id, etag)
+            .await?;
+        Ok(pb::DeleteContactResponse {})
+    }
+}
+
+type EventStream = Pin<Box<dyn futures::Stream<Item = Result<pb::ContactEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ContactsService for ContactsApi {
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileResponse>, Status> {
+        Ok(Response::new(Self::reconcile(self, request).await?))
+    }
+
+    async fn get_contact(
+        &self,
+        request: Request<pb::GetContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        Ok(Response::new(Self::get_contact(self, request).await?))
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Result<Response<pb::ListContactsResponse>, Status> {
+        self.caller(&request, Scope::Read).await?;
+        Err(Error::Unimplemented("ListContacts").into())
+    }
+
+    async fn add_value(
+        &self,
+        request: Request<pb::AddValueRequest>,
+    ) -> Result<Response<pb::AddValueResponse>, Status> {
+        Ok(Response::new(Self::add_value(self, request).await?))
+    }
+
+    async fn override_value(
+        &self,
+        request: Request<pb::OverrideValueRequest>,
+    ) -> Result<Response<pb::OverrideValueResponse>, Status> {
+        Ok(Response::new(Self::override_value(self, request).await?))
+    }
+
+    async fn delete_contact(
+        &self,
+        request: Request<pb::DeleteContactRequest>,
+    ) -> Result<Response<pb::DeleteContactResponse>, Status> {
+        Ok(Response::new(Self::delete_contact(self, request).await?))
+    }
+
+    type WatchContactsStream = EventStream;
+
+    async fn watch_contacts(
+        &self,
+        request: Request<pb::WatchContactsRequest>,
+    ) -> Result<Response<Self::WatchContactsStream>, Status> {
+        self.caller(&request, Scope::Read).await?;
+        Err(Error::Unimplemented("WatchContacts").into())
+    }
+}

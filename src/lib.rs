@@ -1,0 +1,110 @@
+//! contactsd: a contacts gRPC service over PostgreSQL.
+//!
+//! Layout: `domain` (validated types and merge rules), `storage` (all SQL),
+//! `grpc` (the service and wire conversions), `auth` (API keys), `config`
+//! (flags), `error` (the one error type). [`Application`] wires them together.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod storage;
+
+/// The generated wire types and service stubs of `contacts.v1`.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("contacts.v1");
+
+    /// The encoded descriptors of the protos, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/contacts_descriptor.bin"));
+}
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::grpc::ContactsApi;
+use crate::pb::contacts_service_server::ContactsServiceServer;
+use crate::storage::Store;
+
+/// A server bound to its port and connected to its database, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    store: Store,
+    settings: Settings,
+}
+
+impl Application {
+    /// Connects to the database (creating and migrating it as needed) and binds
+    /// the listen address; port 0 picks a free port (see [`Application::address`]).
+    pub async fn build(
+        settings: Settings,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let store = Store::connect(&settings.database_url, settings.db_pool_size).await?;
+        let listener = TcpListener::bind(settings.listen).await?;
+        let address = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            address,
+            store,
+            settings,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight calls.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        let api = ContactsApi::new(
+            self.store.clone(),
+            Authenticator::new(self.store.clone()),
+            self.settings.default_region,
+        );
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ContactsServiceServer<ContactsApi>>()
+            .await;
+        // grpcurl 1.8.0-1.8.7 speaks only v1alpha reflection; newer clients prefer v1.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // So that clients like grpcurl can decode google.rpc error details.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .expect("the embedded descriptors are valid");
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .expect("the embedded descriptors are valid");
+
+        tracing::info!(address = %self.address, "serving contacts.v1.ContactsService");
+        tonic::transport::Server::builder()
+            .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+            .add_service(ContactsServiceServer::new(api))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await
+    }
+}

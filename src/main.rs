@@ -1,0 +1,54 @@
+use clap::Parser;
+use contactsd::config::{Cli, Command, KeysCommand, Settings};
+use contactsd::{Application, auth, storage::Store};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("contactsd: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match &cli.command {
+        None | Some(Command::Serve) => {
+            let settings = Settings::from_cli(&cli)?;
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Some(Command::Keys {
+            command: KeysCommand::Create { site, app, scopes },
+        }) => {
+            let (read, write) = auth::Scope::parse_list(scopes)?;
+            let store = Store::connect(&cli.database_url, 1).await?;
+            let key = auth::create_key(&store, site, app, read, write).await?;
+            eprintln!("created a key for app {app:?} on site {site:?}; it is shown only once:");
+            println!("{key}");
+        }
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing calls in flight");
+}

@@ -1,0 +1,147 @@
+use contactsd::pb;
+use prost_types::FieldMask;
+use tonic::Code;
+
+use crate::helpers::*;
+
+fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+#[tokio::test]
+async fn get_contact_returns_only_the_masked_fields_plus_id_and_etag() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let created = create(
+        &mut client,
+        pb::Contact {
+            name: name("Dana", "Levi"),
+            tags: vec!["vip".into()],
+            ..with_email("dana@example.com")
+        },
+    )
+    .await;
+
+    let contact = client
+        .get_contact(pb::GetContactRequest {
+            id: created.contact_id.clone(),
+            read_mask: mask(&["name.first", "emails"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(contact.id, created.contact_id);
+    assert_eq!(contact.etag, created.etag);
+    assert_eq!(
+        contact.name.unwrap(),
+        pb::Name {
+            first: "Dana".into(),
+            ..Default::default()
+        }
+    );
+    assert_eq!(contact.emails.len(), 1);
+    assert!(contact.tags.is_empty() && contact.create_time.is_none());
+
+    let full = client
+        .get_contact(pb::GetContactRequest {
+            id: created.contact_id.clone(),
+            read_mask: mask(&["*"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(Some(full), created.contact);
+}
+
+#[tokio::test]
+async fn get_contact_rejects_unknown_mask_paths_and_malformed_ids() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+
+    let result = client
+        .get_contact(pb::GetContactRequest {
+            id: created.contact_id,
+            read_mask: mask(&["name", "nickname"]),
+        })
+        .await;
+    assert_invalid(result, "read_mask.paths[1]");
+    assert_invalid(get(&mut client, "not-a-uuid").await, "id");
+    assert_invalid(get(&mut client, "").await, "id");
+    assert_code(
+        get(&mut client, &uuid::Uuid::new_v4().to_string()).await,
+        Code::NotFound,
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_contact_is_not_found_and_no_longer_matches() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+
+    client
+        .delete_contact(pb::DeleteContactRequest {
+            id: created.contact_id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+
+    assert_code(get(&mut client, &created.contact_id).await, Code::NotFound);
+    let again = create(&mut client, with_email("dana@example.com")).await;
+    assert!(
+        again.created,
+        "a deleted contact's email no longer matches it"
+    );
+    assert_code(
+        client
+            .delete_contact(pb::DeleteContactRequest {
+                id: created.contact_id.clone(),
+                etag: String::new(),
+            })
+            .await,
+        Code::NotFound,
+    );
+    let deletions = format!(
+        "SELECT count(*) FROM contact_changes WHERE kind = 3 AND contact_id = '{}'",
+        created.contact_id
+    );
+    assert_eq!(app.query_i64(&deletions).await, 1);
+}
+
+#[tokio::test]
+async fn delete_with_a_stale_etag_is_aborted_and_keeps_the_contact() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+    create(
+        &mut client,
+        pb::Contact {
+            tags: vec!["new".into()],
+            ..with_email("dana@example.com")
+        },
+    )
+    .await;
+
+    let result = client
+        .delete_contact(pb::DeleteContactRequest {
+            id: created.contact_id.clone(),
+            etag: created.etag.clone(),
+        })
+        .await;
+
+    assert_code(result, Code::Aborted);
+    let current = get(&mut client, &created.contact_id).await.unwrap();
+    client
+        .delete_contact(pb::DeleteContactRequest {
+            id: created.contact_id.clone(),
+            etag: current.etag,
+        })
+        .await
+        .unwrap();
+    assert_code(get(&mut client, &created.contact_id).await, Code::NotFound);
+}

@@ -1,0 +1,213 @@
+//! Spawns the real server on a random port against a fresh PostgreSQL
+//! database per test, and drops that database afterwards.
+
+use std::net::SocketAddr;
+
+use contactsd::client::BearerAuth;
+use contactsd::config::Settings;
+use contactsd::pb;
+use contactsd::pb::contacts_service_client::ContactsServiceClient;
+use contactsd::{Application, auth};
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+pub type Client = ContactsServiceClient<InterceptedService<Channel, BearerAuth>>;
+
+/// Where the test databases live: `TEST_DATABASE_HOST` (host:port), default the local cluster.
+pub fn database_host() -> String {
+    std::env::var("TEST_DATABASE_HOST").unwrap_or_else(|_| "127.0.0.1:5432".into())
+}
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub database: String,
+    pub store: contactsd::storage::Store,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_via(&database_host()).await
+}
+
+/// Spawns the app connecting to PostgreSQL at `host` (a proxy, in outage tests).
+pub async fn spawn_app_via(host: &str) -> TestApp {
+    let database = format!("contactsd_test_{}", uuid::Uuid::new_v4().simple());
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("postgres://postgres@{host}/{database}"),
+        default_region: Default::default(),
+        db_pool_size: 8,
+    };
+    let app = Application::build(settings).await.expect("the app starts");
+    let address = app.address();
+    let store = app.store().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        database,
+        store,
+        shutdown: Some(tx),
+    }
+}
+
+impl TestApp {
+    /// A new key on `site` with `scopes` ("read", "write" or "read,write").
+    pub async fn key(&self, site: &str, scopes: &str) -> String {
+        let (read, write) = auth::Scope::parse_list(scopes).unwrap();
+        auth::create_key(&self.store, site, "test-app", read, write)
+            .await
+            .unwrap()
+    }
+
+    pub async fn client_with_key(&self, key: &str) -> Client {
+        let channel = Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        ContactsServiceClient::with_interceptor(channel, BearerAuth::new(key).unwrap())
+    }
+
+    /// A client with a read+write key on `site`.
+    pub async fn client(&self, site: &str) -> Client {
+        let key = self.key(site, "read,write").await;
+        self.client_with_key(&key).await
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Runs one query against the test database directly, to check what was stored.
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        let url = format!("postgres://postgres@{}/{}", database_host(), self.database);
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Drop runs inside the test's runtime, so the cleanup gets its own thread and runtime.
+        let database = self.database.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let url = format!("postgres://postgres@{}/postgres", database_host());
+                if let Ok((client, connection)) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+// ---- request builders ----
+
+pub fn email(address: &str) -> pb::Email {
+    pb::Email {
+        email: address.into(),
+        ..Default::default()
+    }
+}
+
+pub fn phone(number: &str) -> pb::Phone {
+    pb::Phone {
+        phone: number.into(),
+        ..Default::default()
+    }
+}
+
+pub fn name(first: &str, last: &str) -> Option<pb::Name> {
+    Some(pb::Name {
+        first: first.into(),
+        last: last.into(),
+        ..Default::default()
+    })
+}
+
+pub fn reconcile(contact: pb::Contact) -> pb::ReconcileRequest {
+    pb::ReconcileRequest {
+        contact: Some(contact),
+        default_region: String::new(),
+    }
+}
+
+pub fn with_email(address: &str) -> pb::Contact {
+    pb::Contact {
+        emails: vec![email(address)],
+        ..Default::default()
+    }
+}
+
+pub async fn create(client: &mut Client, contact: pb::Contact) -> pb::ReconcileResponse {
+    client
+        .reconcile(reconcile(contact))
+        .await
+        .expect("reconcile succeeds")
+        .into_inner()
+}
+
+pub async fn get(client: &mut Client, id: &str) -> Result<pb::Contact, tonic::Status> {
+    client
+        .get_contact(pb::GetContactRequest {
+            id: id.into(),
+            read_mask: None,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+// ---- assertions ----
+
+/// Asserts an INVALID_ARGUMENT whose BadRequest names `field`.
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, tonic::Status>, field: &str) {
+    let status = result.expect_err("the call is rejected");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad_request = status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries a BadRequest");
+    let fields: Vec<_> = bad_request
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert!(
+        fields.contains(&field),
+        "expected a violation of {field:?}, got {fields:?}"
+    );
+}
+
+pub fn assert_code<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: Code,
+) -> tonic::Status {
+    let status = result.expect_err("the call fails");
+    assert_eq!(status.code(), code, "{status:?}");
+    status
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real server on a real socket, over a real
+//! PostgreSQL database of its own.
+
+mod helpers;
+
+mod concurrency;
+mod contacts;
+mod outage;
+mod reconcile;
+mod server;
+mod tenancy;
+mod values;
