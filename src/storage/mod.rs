@@ -3,11 +3,12 @@
 
 mod contacts;
 mod keys;
+mod pool;
+pub mod sql;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use contacts::Reconciled;
@@ -23,7 +24,7 @@ const MIGRATION_LOCK: i64 = 0x636f_6e74_6163_7473; // "contacts"
 /// The service's handle on PostgreSQL: a pool of connections.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool,
+    pool: deadpool_postgres::Pool,
 }
 
 impl Store {
@@ -39,23 +40,11 @@ impl Store {
         create_database_if_missing(&config).await?;
         migrate(&config).await?;
 
-        // Verified recycling runs a trivial query before handing a connection
-        // out again: after a database restart a pooled connection can look open
-        // and be dead, and the first RPC to get it would fail.
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()
+        // TCP keepalives find connections a network cut left half-open.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        let pool = pool::build(config, pool_size)
             .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
         Ok(Self { pool })
     }

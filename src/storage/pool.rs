@@ -1,0 +1,45 @@
+//! The connection pool: deadpool-postgres, with a cheaper check before a
+//! connection is handed out again.
+//!
+//! Checking every connection with a query (deadpool's `Verified`) costs a round
+//! trip per RPC, as much as a whole GetContact. A connection in steady use
+//! does not need it: if the server closes it (a restart, an admin kill) the
+//! client sees the closed socket and `Fast` recycling's `is_closed()` check
+//! drops it. The dangerous case is a connection that died quietly while it sat
+//! idle (a restart while nothing was reading, a network cut with no FIN), so
+//! only connections idle for longer than [`VERIFY_AFTER_IDLE`] are checked
+//! with a query; one that fails is dropped and another is taken.
+
+use std::time::Duration;
+
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, tokio_postgres,
+};
+
+pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
+
+pub fn build(config: tokio_postgres::Config, size: usize) -> Result<Pool, String> {
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .pre_recycle(Hook::async_fn(|client, metrics| {
+            Box::pin(async move {
+                if metrics.last_used() > VERIFY_AFTER_IDLE {
+                    client.simple_query("").await.map_err(HookError::Backend)?;
+                }
+                Ok(())
+            })
+        }))
+        .build()
+        .map_err(|e| e.to_string())
+}

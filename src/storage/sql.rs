@@ -1,0 +1,323 @@
+//! The statements of the contact RPCs. Public so that `contactsd-bench` sends
+//! exactly these, with the same parameters, as its bare-SQL baseline.
+//!
+//! Locking discipline, which keeps every write deadlock-free and the change
+//! feed in per-contact commit order (see the migration's notes on
+//! `contact_changes`):
+//! 1. transaction-level advisory locks on the hashed matching keys a write may
+//!    add or match, in ascending order;
+//! 2. then the one contact row the write touches (`FOR UPDATE`, or its INSERT),
+//!    which is also the transaction's first write, so it gets its xid here;
+//! 3. then the row, its keys and its change record in one statement.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Row;
+use tokio_postgres::types::{Json, ToSql};
+use uuid::Uuid;
+
+use crate::domain::{ChangeKind, Contact, ContactData, ContactId};
+use crate::error::{Error, Result};
+
+/// The columns of a whole contact, in the order [`contact_from_row`] reads them.
+macro_rules! columns {
+    () => {
+        "id, version, name_prefix, name_first, name_middle, name_last, name_suffix, \
+         company_name, company_role, picture, emails, phones, addresses, urls, dates, notes, \
+         custom_fields, tags, create_time, update_time"
+    };
+}
+
+pub const SELECT_CONTACT: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM contacts WHERE site_id = $1 AND id = $2"
+);
+const LOCK_CONTACT: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM contacts WHERE site_id = $1 AND id = $2 FOR UPDATE"
+);
+/// The earliest-created contact holding one of the keys `$2`, locked.
+const MATCH_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM contacts WHERE site_id = $1 AND id IN \
+     (SELECT contact_id FROM contact_keys WHERE site_id = $1 AND key = ANY($2)) \
+     ORDER BY seq LIMIT 1 FOR UPDATE"
+);
+
+pub async fn select_contact(
+    client: &impl GenericClient,
+    site: i64,
+    id: ContactId,
+) -> Result<Option<Contact>> {
+    let statement = client.prepare_cached(SELECT_CONTACT).await?;
+    client
+        .query_opt(&statement, &[&site, &id])
+        .await?
+        .map(|row| contact_from_row(&row))
+        .transpose()
+}
+
+/// The earliest-created contact sharing one of `keys`, row-locked. Must run
+/// after [`lock_keys`] in its own statement, to see what the previous holder
+/// of a key lock committed.
+pub async fn match_for_update(
+    client: &impl GenericClient,
+    site: i64,
+    keys: &[String],
+) -> Result<Option<Contact>> {
+    let statement = client.prepare_cached(MATCH_FOR_UPDATE).await?;
+    client
+        .query_opt(&statement, &[&site, &keys])
+        .await?
+        .map(|row| contact_from_row(&row))
+        .transpose()
+}
+
+/// Deletes the (locked) contact, its keys by cascade, and records the deletion.
+pub async fn delete_contact(
+    client: &impl GenericClient,
+    site: i64,
+    app: &str,
+    id: ContactId,
+) -> Result<()> {
+    let statement = client
+        .prepare_cached(
+            "WITH c AS (DELETE FROM contacts WHERE site_id = $1 AND id = $2 RETURNING version) \
+             INSERT INTO contact_changes (site_id, contact_id, kind, changed_fields, version, app) \
+             SELECT $1, $2, $3, '{}', version, $4 FROM c",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[&site, &id, &(ChangeKind::Deleted as i16), &app],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Takes the transaction-level advisory locks of `keys` in ascending order, so
+/// that writers with overlapping keys never wait on each other in a cycle.
+pub async fn lock_keys(client: &impl GenericClient, site: i64, keys: &[String]) -> Result<()> {
+    let mut ids: Vec<i64> = keys
+        .iter()
+        .map(|key| {
+            let digest = Sha256::new()
+                .chain_update(site.to_be_bytes())
+                .chain_update(key)
+                .finalize();
+            i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // unnest yields the array in order, so the locks are taken in that order.
+    let statement = client
+        .prepare_cached("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k")
+        .await?;
+    client.execute(&statement, &[&ids]).await?;
+    Ok(())
+}
+
+pub async fn lock_contact(
+    client: &impl GenericClient,
+    site: i64,
+    id: ContactId,
+) -> Result<Contact> {
+    let statement = client.prepare_cached(LOCK_CONTACT).await?;
+    let row = client.query_opt(&statement, &[&site, &id]).await?;
+    let row = row.ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
+    contact_from_row(&row)
+}
+
+/// The contact's data as statement parameters `$3`..`$18`.
+struct DataParams<'a> {
+    data: &'a ContactData,
+    emails: Json<&'a [crate::domain::EmailValue]>,
+    phones: Json<&'a [crate::domain::PhoneValue]>,
+    addresses: Json<&'a [crate::domain::AddressValue]>,
+    urls: Json<&'a [crate::domain::UrlValue]>,
+    dates: Json<&'a [crate::domain::DateValue]>,
+    notes: Json<&'a [crate::domain::NoteValue]>,
+    custom_fields: Json<&'a [crate::domain::CustomFieldValue]>,
+}
+
+impl<'a> DataParams<'a> {
+    fn new(data: &'a ContactData) -> Self {
+        Self {
+            data,
+            emails: Json(&data.emails),
+            phones: Json(&data.phones),
+            addresses: Json(&data.addresses),
+            urls: Json(&data.urls),
+            dates: Json(&data.dates),
+            notes: Json(&data.notes),
+            custom_fields: Json(&data.custom_fields),
+        }
+    }
+
+    fn params(&'a self) -> [&'a (dyn ToSql + Sync); 16] {
+        let [prefix, first, middle, last, suffix, company, role, picture] = self.data.scalars();
+        [
+            prefix,
+            first,
+            middle,
+            last,
+            suffix,
+            company,
+            role,
+            picture,
+            &self.emails,
+            &self.phones,
+            &self.addresses,
+            &self.urls,
+            &self.dates,
+            &self.notes,
+            &self.custom_fields,
+            &self.data.tags,
+        ]
+    }
+}
+
+/// The data columns, in the order of [`DataParams::params`].
+macro_rules! data_columns {
+    () => {
+        "name_prefix, name_first, name_middle, name_last, name_suffix, company_name, company_role, \
+         picture, emails, phones, addresses, urls, dates, notes, custom_fields, tags"
+    };
+}
+
+const INSERT_CONTACT: &str = concat!(
+    "WITH c AS ( \
+       INSERT INTO contacts (site_id, id, version, ",
+    data_columns!(),
+    ", create_time, update_time) \
+       VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, now(), now()) \
+       RETURNING * \
+     ), k AS ( \
+       INSERT INTO contact_keys (site_id, key, contact_id) SELECT $1, unnest($19::text[]), $2 \
+     ), ch AS ( \
+       INSERT INTO contact_changes (site_id, contact_id, kind, changed_fields, version, app, snapshot) \
+       SELECT $1, $2, $20, $21, version, $22, to_jsonb(c) FROM c \
+     ) \
+     SELECT create_time FROM c"
+);
+
+/// Inserts a new contact with its keys and its CREATED record, in one statement.
+pub async fn insert_contact(
+    client: &impl GenericClient,
+    site: i64,
+    app: &str,
+    data: ContactData,
+) -> Result<Contact> {
+    let id = Uuid::new_v4();
+    let keys = data.keys();
+    let changed_fields = data.present_fields();
+    let data_params = DataParams::new(&data);
+    let kind = ChangeKind::Created as i16;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&site, &id];
+    params.extend(data_params.params());
+    params.extend([&keys as &(dyn ToSql + Sync), &kind, &changed_fields, &app]);
+    let statement = client.prepare_cached(INSERT_CONTACT).await?;
+    let row = client.query_one(&statement, &params).await?;
+    let time: DateTime<Utc> = row.get(0);
+    Ok(Contact {
+        id,
+        version: 1,
+        data,
+        create_time: time,
+        update_time: time,
+    })
+}
+
+const UPDATE_CONTACT: &str = concat!(
+    "WITH c AS ( \
+       UPDATE contacts SET version = version + 1, update_time = now(), (",
+    data_columns!(),
+    ") = ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+       WHERE site_id = $1 AND id = $2 \
+       RETURNING * \
+     ), kd AS ( \
+       DELETE FROM contact_keys WHERE site_id = $1 AND contact_id = $2 AND key = ANY($19) \
+     ), ki AS ( \
+       INSERT INTO contact_keys (site_id, key, contact_id) SELECT $1, unnest($20::text[]), $2 \
+       ON CONFLICT DO NOTHING \
+     ), ch AS ( \
+       INSERT INTO contact_changes (site_id, contact_id, kind, changed_fields, version, app, snapshot) \
+       SELECT $1, $2, $21, $22, version, $23, to_jsonb(c) FROM c \
+     ) \
+     SELECT version, update_time FROM c"
+);
+
+/// Stores the edited contact, bumps its version, syncs its keys and writes its
+/// UPDATED record, in one statement.
+pub async fn update_contact(
+    client: &impl GenericClient,
+    site: i64,
+    app: &str,
+    contact: &mut Contact,
+    old_keys: &[String],
+    changed_fields: &[&str],
+) -> Result<()> {
+    let new_keys = contact.data.keys();
+    let removed: Vec<&String> = old_keys.iter().filter(|k| !new_keys.contains(k)).collect();
+    let added: Vec<&String> = new_keys.iter().filter(|k| !old_keys.contains(k)).collect();
+    let data_params = DataParams::new(&contact.data);
+    let kind = ChangeKind::Updated as i16;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&site, &contact.id];
+    params.extend(data_params.params());
+    params.extend([
+        &removed as &(dyn ToSql + Sync),
+        &added,
+        &kind,
+        &changed_fields,
+        &app,
+    ]);
+    let statement = client.prepare_cached(UPDATE_CONTACT).await?;
+    let row = client.query_one(&statement, &params).await?;
+    let (version, update_time) = (row.get(0), row.get(1));
+    contact.version = version;
+    contact.update_time = update_time;
+    Ok(())
+}
+
+pub fn contact_from_row(row: &Row) -> Result<Contact> {
+    fn json<'a, T: serde::Deserialize<'a>>(row: &'a Row, index: usize) -> Result<T> {
+        row.try_get::<_, Json<T>>(index)
+            .map(|Json(value)| value)
+            .map_err(|e| Error::Internal(format!("decoding column {index} of a contact: {e}")))
+    }
+    let text = |i: usize| row.get::<_, String>(i);
+    Ok(Contact {
+        id: row.get(0),
+        version: row.get(1),
+        data: ContactData {
+            name: crate::domain::Name {
+                prefix: text(2),
+                first: text(3),
+                middle: text(4),
+                last: text(5),
+                suffix: text(6),
+            },
+            company: crate::domain::Company {
+                name: text(7),
+                role: text(8),
+            },
+            picture: text(9),
+            emails: json(row, 10)?,
+            phones: json(row, 11)?,
+            addresses: json(row, 12)?,
+            urls: json(row, 13)?,
+            dates: json(row, 14)?,
+            notes: json(row, 15)?,
+            custom_fields: json(row, 16)?,
+            tags: row.get(17),
+        },
+        create_time: row.get(18),
+        update_time: row.get(19),
+    })
+}
