@@ -4,6 +4,9 @@ use super::{Store, sql};
 use crate::domain::{Contact, ContactData, ContactId, MergeOutcome, Rejected};
 use crate::error::{Error, Result};
 
+/// How often Reconcile starts over when its match lost the key while it waited.
+const MATCH_ATTEMPTS: usize = 5;
+
 /// The outcome of a Reconcile.
 #[derive(Debug)]
 pub struct Reconciled {
@@ -24,43 +27,61 @@ impl Store {
     ) -> Result<Reconciled> {
         let keys = incoming.keys();
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        sql::lock_keys(&tx, site, &keys).await?;
-        // A separate statement after the locks: it must see what the previous
-        // holder of a lock committed.
-        let matched = sql::match_for_update(&tx, site, &keys).await?;
-        let reconciled = match matched {
-            None => {
-                let mut data = ContactData::default();
-                // Merging into nothing drops values the report repeats.
-                data.merge(incoming);
-                let contact = sql::insert_contact(&tx, site, app, data).await?;
-                Reconciled {
-                    contact,
-                    created: true,
-                    rejected: Rejected::default(),
+        // A retry starts a new transaction: retrying inside this one would wait
+        // on a second row while holding the first (a deadlock risk) and would
+        // no longer lock the contact as its first write (see `sql`).
+        for _ in 0..MATCH_ATTEMPTS {
+            let tx = client.transaction().await?;
+            sql::lock_keys(&tx, site, &keys).await?;
+            // A separate statement after the locks: it must see what the previous
+            // holder of a lock committed.
+            let reconciled = match sql::match_for_update(&tx, site, &keys).await? {
+                None => {
+                    let mut data = ContactData::default();
+                    // Merging into nothing drops values the report repeats.
+                    data.merge(incoming.clone());
+                    let contact = sql::insert_contact(&tx, site, app, data).await?;
+                    Reconciled {
+                        contact,
+                        created: true,
+                        rejected: Rejected::default(),
+                    }
                 }
-            }
-            Some(mut contact) => {
-                let old_keys = contact.data.keys();
-                let MergeOutcome {
-                    changed_fields,
-                    rejected,
-                } = contact.data.merge(incoming);
-                Error::check(contact.data.check_limits("contact."))?;
-                if !changed_fields.is_empty() {
-                    sql::update_contact(&tx, site, app, &mut contact, &old_keys, &changed_fields)
+                // The match waited for the contact's row lock while another write
+                // (an OverrideValue of the matching email) removed the key: the
+                // row it got no longer matches. Start over.
+                Some(contact) if !contact.data.keys().iter().any(|k| keys.contains(k)) => continue,
+                Some(mut contact) => {
+                    let old_keys = contact.data.keys();
+                    let MergeOutcome {
+                        changed_fields,
+                        rejected,
+                    } = contact.data.merge(incoming.clone());
+                    Error::check(contact.data.check_limits("contact."))?;
+                    if !changed_fields.is_empty() {
+                        sql::update_contact(
+                            &tx,
+                            site,
+                            app,
+                            &mut contact,
+                            &old_keys,
+                            &changed_fields,
+                        )
                         .await?;
+                    }
+                    Reconciled {
+                        contact,
+                        created: false,
+                        rejected,
+                    }
                 }
-                Reconciled {
-                    contact,
-                    created: false,
-                    rejected,
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(reconciled)
+            };
+            tx.commit().await?;
+            return Ok(reconciled);
+        }
+        Err(Error::Internal(format!(
+            "reconcile found only stale matches {MATCH_ATTEMPTS} times in a row"
+        )))
     }
 
     pub async fn get_contact(&self, site: i64, id: ContactId) -> Result<Option<Contact>> {

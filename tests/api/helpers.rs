@@ -88,14 +88,20 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Runs one query against the test database directly, to check what was stored.
-    pub async fn query_i64(&self, sql: &str) -> i64 {
+    /// A direct connection to the test database, to check what was stored
+    /// or to stage a race.
+    pub async fn db(&self) -> tokio_postgres::Client {
         let url = format!("postgres://postgres@{}/{}", database_host(), self.database);
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(connection);
-        client.query_one(sql, &[]).await.unwrap().get(0)
+        client
+    }
+
+    /// Runs one query returning one number against the test database.
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        self.db().await.query_one(sql, &[]).await.unwrap().get(0)
     }
 }
 
