@@ -69,6 +69,10 @@ pub struct ServeArgs {
     )]
     pub default_region: String,
 
+    /// Threads that run RPCs (default: one per CPU).
+    #[arg(long, env = "CONTACTS_WORKER_THREADS", global = true)]
+    pub worker_threads: Option<usize>,
+
     /// Maximum number of database connections.
     #[arg(
         long,

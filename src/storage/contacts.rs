@@ -1,5 +1,11 @@
-//! The contact operations: each one transaction over the statements of [`sql`].
+//! The contact operations, each one transaction over the statements of
+//! [`sql`]. The operations are public functions of a [`Tx`] so that
+//! `contactsd-bench` runs exactly them as its baseline; [`Store`] adds only
+//! the pool checkout.
 
+use futures::try_join;
+
+use super::tx::Tx;
 use super::{Store, sql};
 use crate::domain::{Contact, ContactData, ContactId, MergeOutcome, Rejected};
 use crate::error::{Error, Result};
@@ -16,81 +22,19 @@ pub struct Reconciled {
 }
 
 impl Store {
-    /// Merges `incoming` into the earliest-created contact sharing one of its
-    /// emails or phones, or creates a contact. Concurrent calls with a common
-    /// key are serialized by the key locks, so they end in one contact.
     pub async fn reconcile(
         &self,
         site: i64,
         app: &str,
         incoming: ContactData,
     ) -> Result<Reconciled> {
-        let keys = incoming.keys();
-        let mut client = self.client().await?;
-        // A retry starts a new transaction: retrying inside this one would wait
-        // on a second row while holding the first (a deadlock risk) and would
-        // no longer lock the contact as its first write (see `sql`).
-        for _ in 0..MATCH_ATTEMPTS {
-            let tx = client.transaction().await?;
-            sql::lock_keys(&tx, site, &keys).await?;
-            // A separate statement after the locks: it must see what the previous
-            // holder of a lock committed.
-            let reconciled = match sql::match_for_update(&tx, site, &keys).await? {
-                None => {
-                    let mut data = ContactData::default();
-                    // Merging into nothing drops values the report repeats.
-                    data.merge(incoming.clone());
-                    let contact = sql::insert_contact(&tx, site, app, data).await?;
-                    Reconciled {
-                        contact,
-                        created: true,
-                        rejected: Rejected::default(),
-                    }
-                }
-                // The match waited for the contact's row lock while another write
-                // (an OverrideValue of the matching email) removed the key: the
-                // row it got no longer matches. Start over.
-                Some(contact) if !contact.data.keys().iter().any(|k| keys.contains(k)) => continue,
-                Some(mut contact) => {
-                    let old_keys = contact.data.keys();
-                    let MergeOutcome {
-                        changed_fields,
-                        rejected,
-                    } = contact.data.merge(incoming.clone());
-                    Error::check(contact.data.check_limits("contact."))?;
-                    if !changed_fields.is_empty() {
-                        sql::update_contact(
-                            &tx,
-                            site,
-                            app,
-                            &mut contact,
-                            &old_keys,
-                            &changed_fields,
-                        )
-                        .await?;
-                    }
-                    Reconciled {
-                        contact,
-                        created: false,
-                        rejected,
-                    }
-                }
-            };
-            tx.commit().await?;
-            return Ok(reconciled);
-        }
-        Err(Error::Internal(format!(
-            "reconcile found only stale matches {MATCH_ATTEMPTS} times in a row"
-        )))
+        reconcile(&Tx::start(self.client().await?).await?, site, app, incoming).await
     }
 
     pub async fn get_contact(&self, site: i64, id: ContactId) -> Result<Option<Contact>> {
         sql::select_contact(&self.client().await?, site, id).await
     }
 
-    /// Runs `edit` on the contact inside a transaction that holds its row (and
-    /// `lock_key`, a matching key the edit may add), and stores the result if
-    /// `edit` reports changed fields. `etag`, if given, must be current.
     pub async fn edit_contact<T>(
         &self,
         site: i64,
@@ -100,25 +44,18 @@ impl Store {
         lock_key: Option<String>,
         edit: impl FnOnce(&mut ContactData) -> Result<(T, Vec<&'static str>)>,
     ) -> Result<(Contact, T)> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        if let Some(key) = lock_key {
-            sql::lock_keys(&tx, site, &[key]).await?;
-        }
-        let mut contact = sql::lock_contact(&tx, site, id).await?;
-        if etag.is_some_and(|etag| etag != contact.etag()) {
-            return Err(Error::EtagMismatch);
-        }
-        let old_keys = contact.data.keys();
-        let (result, changed_fields) = edit(&mut contact.data)?;
-        if !changed_fields.is_empty() {
-            sql::update_contact(&tx, site, app, &mut contact, &old_keys, &changed_fields).await?;
-        }
-        tx.commit().await?;
-        Ok((contact, result))
+        edit_contact(
+            &Tx::start(self.client().await?).await?,
+            site,
+            app,
+            id,
+            etag,
+            lock_key,
+            edit,
+        )
+        .await
     }
 
-    /// Deletes the contact (its keys go with it) and records the deletion.
     pub async fn delete_contact(
         &self,
         site: i64,
@@ -126,14 +63,147 @@ impl Store {
         id: ContactId,
         etag: Option<&str>,
     ) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let contact = sql::lock_contact(&tx, site, id).await?;
+        delete_contact(&Tx::start(self.client().await?).await?, site, app, id, etag).await
+    }
+}
+
+/// Merges `incoming` into the earliest-created contact sharing one of its
+/// emails or phones, or creates a contact. Concurrent calls with a common key
+/// are serialized by the key locks, so they end in one contact.
+pub async fn reconcile(tx: &Tx, site: i64, app: &str, incoming: ContactData) -> Result<Reconciled> {
+    let keys = incoming.keys();
+    let c = tx.client();
+    // A retry starts a new transaction: retrying inside this one would wait on
+    // a second row while holding the first (a deadlock risk), and the contact
+    // lock would no longer be the transaction's first write (see `sql`).
+    for _ in 0..MATCH_ATTEMPTS {
+        // The match is its own statement after the locks, so it sees what the
+        // previous holder of a lock committed.
+        let matched = tx
+            .or_rollback(async {
+                let ((), (), matched) = try_join!(
+                    tx.begin(),
+                    sql::lock_keys(c, site, &keys),
+                    sql::match_for_update(c, site, &keys)
+                )?;
+                Ok(matched)
+            })
+            .await?;
+        let reconciled = tx
+            .or_rollback(async {
+                Ok(Some(match matched {
+                    None => {
+                        let mut data = ContactData::default();
+                        // Merging into nothing drops values the report repeats.
+                        data.merge(incoming.clone());
+                        let (contact, ()) =
+                            try_join!(sql::insert_contact(c, site, app, data), tx.commit())?;
+                        Reconciled {
+                            contact,
+                            created: true,
+                            rejected: Rejected::default(),
+                        }
+                    }
+                    // The match waited for the contact's row lock while another
+                    // write (an OverrideValue of the matching email) removed the
+                    // key: the row it got no longer matches. Start over.
+                    Some(contact) if !contact.data.keys().iter().any(|k| keys.contains(k)) => {
+                        tx.rollback().await?;
+                        return Ok(None);
+                    }
+                    Some(mut contact) => {
+                        let old_keys = contact.data.keys();
+                        let MergeOutcome {
+                            changed_fields,
+                            rejected,
+                        } = contact.data.merge(incoming.clone());
+                        Error::check(contact.data.check_limits("contact."))?;
+                        store(tx, site, app, &mut contact, &old_keys, &changed_fields).await?;
+                        Reconciled {
+                            contact,
+                            created: false,
+                            rejected,
+                        }
+                    }
+                }))
+            })
+            .await?;
+        if let Some(reconciled) = reconciled {
+            return Ok(reconciled);
+        }
+    }
+    Err(Error::Internal(format!(
+        "reconcile found only stale matches {MATCH_ATTEMPTS} times in a row"
+    )))
+}
+
+/// Runs `edit` on the contact inside a transaction that holds its row (and
+/// `lock_key`, a matching key the edit may add), and stores the result if
+/// `edit` reports changed fields. `etag`, if given, must be current.
+pub async fn edit_contact<T>(
+    tx: &Tx,
+    site: i64,
+    app: &str,
+    id: ContactId,
+    etag: Option<&str>,
+    lock_key: Option<String>,
+    edit: impl FnOnce(&mut ContactData) -> Result<(T, Vec<&'static str>)>,
+) -> Result<(Contact, T)> {
+    let c = tx.client();
+    tx.or_rollback(async {
+        let keys = Vec::from_iter(lock_key);
+        let ((), (), mut contact) = try_join!(
+            tx.begin(),
+            sql::lock_keys(c, site, &keys),
+            sql::lock_contact(c, site, id)
+        )?;
         if etag.is_some_and(|etag| etag != contact.etag()) {
             return Err(Error::EtagMismatch);
         }
-        sql::delete_contact(&tx, site, app, id).await?;
-        tx.commit().await?;
+        let old_keys = contact.data.keys();
+        let (result, changed_fields) = edit(&mut contact.data)?;
+        store(tx, site, app, &mut contact, &old_keys, &changed_fields).await?;
+        Ok((contact, result))
+    })
+    .await
+}
+
+/// Deletes the contact (its keys go with it) and records the deletion.
+pub async fn delete_contact(
+    tx: &Tx,
+    site: i64,
+    app: &str,
+    id: ContactId,
+    etag: Option<&str>,
+) -> Result<()> {
+    let c = tx.client();
+    tx.or_rollback(async {
+        let ((), contact) = try_join!(tx.begin(), sql::lock_contact(c, site, id))?;
+        if etag.is_some_and(|etag| etag != contact.etag()) {
+            return Err(Error::EtagMismatch);
+        }
+        try_join!(sql::delete_contact(c, site, app, id), tx.commit())?;
         Ok(())
+    })
+    .await
+}
+
+/// Writes the changed contact and commits, in one round trip; commits alone
+/// if nothing changed (a no-op writes no change record).
+async fn store(
+    tx: &Tx,
+    site: i64,
+    app: &str,
+    contact: &mut Contact,
+    old_keys: &[String],
+    changed_fields: &[&'static str],
+) -> Result<()> {
+    if changed_fields.is_empty() {
+        return tx.commit().await;
     }
+    try_join!(
+        sql::update_contact(tx.client(), site, app, contact, old_keys, changed_fields),
+        tx.commit()
+    )?;
+    Ok(())
 }

@@ -1,10 +1,11 @@
 //! All SQL lives here: the connection pool, migrations, and the queries of
 //! contacts and keys. Callers above see domain types and [`Error`] only.
 
-mod contacts;
+pub mod contacts;
 mod keys;
 mod pool;
 pub mod sql;
+mod tx;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio_postgres::NoTls;
 
 pub use contacts::Reconciled;
 pub use keys::{Grant, KeyRecord};
+pub use tx::Tx;
 
 use crate::error::{Error, Result};
 

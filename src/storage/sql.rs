@@ -48,6 +48,30 @@ const MATCH_FOR_UPDATE: &str = concat!(
      ORDER BY seq LIMIT 1 FOR UPDATE"
 );
 
+/// unnest yields the array in order, so the locks are taken in that order.
+const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k";
+const DELETE_CONTACT: &str = "WITH c AS (DELETE FROM contacts WHERE site_id = $1 AND id = $2 RETURNING version) \
+     INSERT INTO contact_changes (site_id, contact_id, kind, changed_fields, version, app) \
+     SELECT $1, $2, $3, '{}', version, $4 FROM c";
+
+/// Prepares (once per connection; cached after) every statement a write may
+/// pipeline. A statement's request leaves on its future's first poll only if
+/// it is prepared already; one still being prepared would be overtaken by the
+/// BEGIN or COMMIT joined with it, and run outside the transaction.
+pub async fn prepare_writes(client: &impl GenericClient) -> Result<()> {
+    for sql in [
+        LOCK_KEYS,
+        MATCH_FOR_UPDATE,
+        LOCK_CONTACT,
+        INSERT_CONTACT,
+        UPDATE_CONTACT,
+        DELETE_CONTACT,
+    ] {
+        client.prepare_cached(sql).await?;
+    }
+    Ok(())
+}
+
 pub async fn select_contact(
     client: &impl GenericClient,
     site: i64,
@@ -84,13 +108,7 @@ pub async fn delete_contact(
     app: &str,
     id: ContactId,
 ) -> Result<()> {
-    let statement = client
-        .prepare_cached(
-            "WITH c AS (DELETE FROM contacts WHERE site_id = $1 AND id = $2 RETURNING version) \
-             INSERT INTO contact_changes (site_id, contact_id, kind, changed_fields, version, app) \
-             SELECT $1, $2, $3, '{}', version, $4 FROM c",
-        )
-        .await?;
+    let statement = client.prepare_cached(DELETE_CONTACT).await?;
     client
         .execute(
             &statement,
@@ -102,7 +120,11 @@ pub async fn delete_contact(
 
 /// Takes the transaction-level advisory locks of `keys` in ascending order, so
 /// that writers with overlapping keys never wait on each other in a cycle.
+/// Sends nothing when there are no keys.
 pub async fn lock_keys(client: &impl GenericClient, site: i64, keys: &[String]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
     let mut ids: Vec<i64> = keys
         .iter()
         .map(|key| {
@@ -115,10 +137,7 @@ pub async fn lock_keys(client: &impl GenericClient, site: i64, keys: &[String]) 
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    // unnest yields the array in order, so the locks are taken in that order.
-    let statement = client
-        .prepare_cached("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k")
-        .await?;
+    let statement = client.prepare_cached(LOCK_KEYS).await?;
     client.execute(&statement, &[&ids]).await?;
     Ok(())
 }

@@ -88,13 +88,17 @@ impl TestApp {
             .unwrap()
     }
 
+    pub fn database_url(&self) -> String {
+        format!("postgres://postgres@{}/{}", database_host(), self.database)
+    }
+
     /// A direct connection to the test database, to check what was stored
     /// or to stage a race.
     pub async fn db(&self) -> tokio_postgres::Client {
-        let url = format!("postgres://postgres@{}/{}", database_host(), self.database);
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
         tokio::spawn(connection);
         client
     }

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod bench;
 mod concurrency;
 mod contacts;
 mod outage;

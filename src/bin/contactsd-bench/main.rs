@@ -1,0 +1,565 @@
+//! contactsd-bench: measures every RPC against its bare-SQL baseline — the
+//! same statements sent straight to PostgreSQL — in one run, alternating RPC
+//! and baseline rounds so both see the same machine. Ratios, not absolute
+//! numbers, are what to compare across runs and machines.
+
+mod scenarios;
+mod seed;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use contactsd::client::BearerAuth;
+use contactsd::config::DEFAULT_DATABASE_URL;
+use contactsd::domain::etag_of;
+use contactsd::pb::contacts_service_client::ContactsServiceClient;
+use hdrhistogram::Histogram;
+use scenarios::{Scenario, Target, Worker};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub type Client = ContactsServiceClient<InterceptedService<Channel, BearerAuth>>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "contactsd-bench",
+    about = "Measures contactsd's RPCs against their bare-SQL baseline"
+)]
+struct Args {
+    /// The running contactsd.
+    #[arg(long, env = "CONTACTS_ADDR", default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// An API key (read,write) of the bench site.
+    #[arg(long, env = "CONTACTS_KEY", hide_env_values = true)]
+    key: String,
+    /// The database contactsd uses.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    database_url: String,
+    /// Load this many contacts into the key's site first (binary COPY).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Only seed; run no scenario.
+    #[arg(long)]
+    seed_only: bool,
+    /// Scenarios to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<Scenario>,
+    /// Measured seconds per scenario on each side (RPC and baseline).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds per scenario on each side before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// HTTP/2 connections the requests share (default: one per 4 in flight).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Alternations of RPC and baseline per scenario; the duration is split among them.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Print one JSON object per scenario on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// contactsd's process id, to report its peak resident memory per scenario.
+    #[arg(long, env = "CONTACTS_SERVER_PID")]
+    server_pid: Option<u32>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("contactsd-bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the phases share.
+struct Fixture {
+    site: i64,
+    app: Arc<str>,
+    channels: Vec<Channel>,
+    auth: BearerAuth,
+    pool: deadpool_postgres::Pool,
+    targets: Arc<Vec<Target>>,
+    nonce: u32,
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let concurrency = args.concurrency.max(1);
+    let mut pg_config = tokio_postgres::Config::from_str(&args.database_url)
+        .map_err(|e| format!("DATABASE_URL is not a PostgreSQL URL: {e}"))?;
+    pg_config
+        .application_name("contactsd-bench")
+        .connect_timeout(Duration::from_secs(5));
+    let (mut admin, connection) = pg_config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach the database ({}): {e}",
+                describe_db(&pg_config)
+            )
+        })?;
+    tokio::spawn(connection);
+
+    let key_hash = contactsd::auth::hash_key(&args.key);
+    let row = admin
+        .query_opt(
+            "SELECT site_id, app FROM api_keys WHERE key_hash = $1",
+            &[&&key_hash[..]],
+        )
+        .await
+        .map_err(|e| format!("reading api_keys (is this contactsd's database?): {e}"))?
+        .ok_or(
+            "the key is not known in this database: create one with \
+                `contactsd keys create --site bench --app bench --scopes read,write`",
+        )?;
+    let (site, app): (i64, String) = (row.get(0), row.get(1));
+
+    let connections = args
+        .connections
+        .unwrap_or(concurrency.div_ceil(4))
+        .clamp(1, concurrency);
+    let channels = connect_channels(&args.addr, connections).await?;
+    let auth = BearerAuth::new(&args.key)?;
+
+    if let Some(n) = args.seed {
+        seed::seed(&mut admin, site, n).await?;
+    }
+    if args.seed_only {
+        return Ok(());
+    }
+    let targets = sample_targets(&admin, site).await?;
+    if targets.len() < concurrency {
+        return Err(format!(
+            "the site holds {} contacts with an email; seed at least {concurrency} (--seed N)",
+            targets.len()
+        ));
+    }
+    let manager = deadpool_postgres::Manager::new(pg_config, tokio_postgres::NoTls);
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(concurrency)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let fixture = Fixture {
+        site,
+        app: app.into(),
+        channels,
+        auth,
+        pool,
+        targets: Arc::new(targets),
+        nonce: rand::random(),
+    };
+
+    let scenarios = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenario.clone()
+    };
+    eprintln!(
+        "{} contacts targeted, concurrency {concurrency}, {:.0} s per side in {} rounds after {:.0} s warm-up",
+        fixture.targets.len(),
+        args.duration,
+        args.rounds,
+        args.warmup
+    );
+    eprintln!("{}", Report::HEADER);
+    for scenario in scenarios {
+        if scenario.grows_contacts() {
+            trim_tags(&admin, &fixture).await?;
+        }
+        let report = measure(&args, &fixture, &admin, scenario, concurrency).await?;
+        eprintln!("{}", report.row());
+        if args.json {
+            println!("{}", report.json());
+        }
+    }
+    Ok(())
+}
+
+fn describe_db(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("?"))
+}
+
+async fn connect_channels(addr: &str, connections: usize) -> Result<Vec<Channel>, String> {
+    let endpoint =
+        Channel::from_shared(addr.to_owned()).map_err(|e| format!("--addr {addr:?}: {e}"))?;
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        let channel = endpoint.connect().await.map_err(|e| {
+            format!("cannot reach contactsd at {addr}: {e} (is it running? see --addr)")
+        })?;
+        channels.push(channel);
+    }
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channels[0].clone());
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map_err(|e| format!("contactsd at {addr} is not healthy: {e}"))?;
+    Ok(channels)
+}
+
+/// Up to 20,000 random contacts of the site, with an email each.
+async fn sample_targets(admin: &tokio_postgres::Client, site: i64) -> Result<Vec<Target>, String> {
+    let rows = admin
+        .query(
+            "SELECT id, emails->0->>'email' FROM contacts \
+             WHERE site_id = $1 AND jsonb_array_length(emails) > 0 ORDER BY random() LIMIT 20000",
+            &[&site],
+        )
+        .await
+        .map_err(|e| format!("sampling contacts: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Target {
+            id: r.get(0),
+            email: r.get(1),
+        })
+        .collect())
+}
+
+/// Keeps the targets' tags few, so that repeated runs of the scenarios that
+/// add tags stay under the 50-values-per-array limit (bench fixture upkeep).
+async fn trim_tags(admin: &tokio_postgres::Client, fixture: &Fixture) -> Result<(), String> {
+    let ids: Vec<Uuid> = fixture.targets.iter().map(|t| t.id).collect();
+    admin
+        .execute(
+            "UPDATE contacts SET tags = tags[1:3] WHERE site_id = $1 AND id = ANY($2) AND cardinality(tags) > 3",
+            &[&fixture.site, &ids],
+        )
+        .await
+        .map(drop)
+        .map_err(|e| format!("trimming tags: {e}"))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Rpc,
+    Baseline,
+}
+
+/// The outcome of one side of a scenario.
+struct Measured {
+    ops: u64,
+    errors: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+    first_error: Option<String>,
+}
+
+impl Measured {
+    fn new() -> Self {
+        Self {
+            ops: 0,
+            errors: 0,
+            seconds: 0.0,
+            // 1 µs to 60 s, 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            first_error: None,
+        }
+    }
+
+    fn per_second(&self) -> f64 {
+        self.ops as f64 / self.seconds.max(1e-9)
+    }
+
+    fn ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    fn absorb(&mut self, other: Measured) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.latency.add(&other.latency).unwrap();
+        self.first_error = self.first_error.take().or(other.first_error);
+    }
+}
+
+async fn measure(
+    args: &Args,
+    fixture: &Fixture,
+    admin: &tokio_postgres::Client,
+    scenario: Scenario,
+    concurrency: usize,
+) -> Result<Report, String> {
+    let rss = RssSampler::start(args.server_pid);
+    let phase = Duration::from_secs_f64(args.duration / args.rounds.max(1) as f64);
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let counter = Arc::new(AtomicU64::new(0));
+    let (mut rpc, mut baseline) = (Measured::new(), Measured::new());
+    for side in [Side::Rpc, Side::Baseline] {
+        if !warmup.is_zero() {
+            run_phase(
+                fixture,
+                admin,
+                scenario,
+                side,
+                concurrency,
+                warmup,
+                &counter,
+            )
+            .await?;
+        }
+    }
+    for round in 0..args.rounds.max(1) {
+        // Alternate which side goes first, so neither always follows the other.
+        let order = if round % 2 == 0 {
+            [Side::Rpc, Side::Baseline]
+        } else {
+            [Side::Baseline, Side::Rpc]
+        };
+        for side in order {
+            let measured =
+                run_phase(fixture, admin, scenario, side, concurrency, phase, &counter).await?;
+            let total = if side == Side::Rpc {
+                &mut rpc
+            } else {
+                &mut baseline
+            };
+            total.seconds += measured.seconds;
+            total.absorb(measured);
+        }
+    }
+    Ok(Report {
+        scenario,
+        rpc,
+        baseline,
+        rss_mib: rss.stop(),
+    })
+}
+
+async fn run_phase(
+    fixture: &Fixture,
+    admin: &tokio_postgres::Client,
+    scenario: Scenario,
+    side: Side,
+    concurrency: usize,
+    duration: Duration,
+    counter: &Arc<AtomicU64>,
+) -> Result<Measured, String> {
+    let etags = if scenario == Scenario::Override {
+        current_etags(admin, fixture).await?
+    } else {
+        Vec::new()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for id in 0..concurrency {
+        let mut worker = Worker {
+            scenario,
+            site: fixture.site,
+            app: fixture.app.clone(),
+            targets: fixture.targets.clone(),
+            id,
+            workers: concurrency,
+            nonce: fixture.nonce,
+            etags: etags
+                .iter()
+                .skip(id)
+                .step_by(concurrency)
+                .cloned()
+                .collect(),
+        };
+        let channel = fixture.channels[id % fixture.channels.len()].clone();
+        let mut client = ContactsServiceClient::with_interceptor(channel, fixture.auth.clone());
+        let pool = fixture.pool.clone();
+        let (stop, counter) = (stop.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut measured = Measured::new();
+            let mut conn = None;
+            while !stop.load(Ordering::Relaxed) {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if side == Side::Baseline && conn.is_none() {
+                    // A dedicated connection per worker, held across calls.
+                    conn = Some(
+                        pool.get()
+                            .await
+                            .map_err(|e| format!("baseline connection: {e}"))?,
+                    );
+                }
+                let started = Instant::now();
+                let result = match side {
+                    Side::Rpc => worker
+                        .rpc(&mut client, i)
+                        .await
+                        .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+                    Side::Baseline => worker
+                        .baseline(&mut conn, i)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                let micros = started.elapsed().as_micros() as u64;
+                match result {
+                    Ok(()) => {
+                        measured.ops += 1;
+                        measured.latency.saturating_record(micros.max(1));
+                    }
+                    Err(error) => {
+                        measured.errors += 1;
+                        measured.first_error.get_or_insert(error);
+                    }
+                }
+            }
+            Ok::<_, String>(measured)
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Measured::new();
+    for task in tasks {
+        total.absorb(task.await.map_err(|e| e.to_string())??);
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+/// The current etags of the override targets.
+async fn current_etags(
+    admin: &tokio_postgres::Client,
+    fixture: &Fixture,
+) -> Result<Vec<(Uuid, String)>, String> {
+    let ids: Vec<Uuid> = fixture.targets.iter().map(|t| t.id).collect();
+    let rows = admin
+        .query(
+            "SELECT id, version FROM contacts WHERE site_id = $1 AND id = ANY($2)",
+            &[&fixture.site, &ids],
+        )
+        .await
+        .map_err(|e| format!("reading etags: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), etag_of(r.get(0), r.get(1))))
+        .collect())
+}
+
+/// Samples a process's resident memory while a scenario runs.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+}
+
+impl RssSampler {
+    fn start(pid: Option<u32>) -> Option<Self> {
+        let pid = pid?;
+        let (stop, peak) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (s, p) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|status| {
+                        status
+                            .lines()
+                            .find(|l| l.starts_with("VmRSS:"))
+                            .map(str::to_owned)
+                    })
+                    .and_then(|line| {
+                        line.split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<u64>().ok())
+                    })
+                {
+                    p.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Some(Self { stop, peak })
+    }
+
+    fn stop(this: Option<Self>) -> Option<f64> {
+        let this = this?;
+        this.stop.store(true, Ordering::Relaxed);
+        Some(this.peak.load(Ordering::Relaxed) as f64 / 1024.0)
+    }
+}
+
+trait StopRss {
+    fn stop(self) -> Option<f64>;
+}
+
+impl StopRss for Option<RssSampler> {
+    fn stop(self) -> Option<f64> {
+        RssSampler::stop(self)
+    }
+}
+
+struct Report {
+    scenario: Scenario,
+    rpc: Measured,
+    baseline: Measured,
+    rss_mib: Option<f64>,
+}
+
+impl Report {
+    const HEADER: &str = "scenario          rpc/s   p50ms   p99ms  p999ms |  sql/s   p50ms   p99ms  p999ms | ratio  errors  rss_MiB";
+
+    fn ratio(&self) -> f64 {
+        self.rpc.per_second() / self.baseline.per_second().max(1e-9)
+    }
+
+    fn row(&self) -> String {
+        let (r, b) = (&self.rpc, &self.baseline);
+        let mut row = format!(
+            "{:<15} {:>7.0} {:>7.2} {:>7.2} {:>7.2} | {:>6.0} {:>7.2} {:>7.2} {:>7.2} | {:>5.2} {:>7} {:>8}",
+            self.scenario.name(),
+            r.per_second(),
+            r.ms(0.5),
+            r.ms(0.99),
+            r.ms(0.999),
+            b.per_second(),
+            b.ms(0.5),
+            b.ms(0.99),
+            b.ms(0.999),
+            self.ratio(),
+            r.errors + b.errors,
+            self.rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
+        );
+        for error in [&r.first_error, &b.first_error].into_iter().flatten() {
+            row.push_str(&format!("\n  first error: {error}"));
+        }
+        row
+    }
+
+    fn json(&self) -> String {
+        let (r, b) = (&self.rpc, &self.baseline);
+        serde_json::json!({
+            "scenario": self.scenario.name(),
+            "rpc_per_s": r.per_second(),
+            "baseline_per_s": b.per_second(),
+            "ratio": self.ratio(),
+            "p50_ms": r.ms(0.5),
+            "p99_ms": r.ms(0.99),
+            "p999_ms": r.ms(0.999),
+            "baseline_p50_ms": b.ms(0.5),
+            "baseline_p99_ms": b.ms(0.99),
+            "baseline_p999_ms": b.ms(0.999),
+            "rpc_errors": r.errors,
+            "baseline_errors": b.errors,
+            "server_rss_mib": self.rss_mib,
+        })
+        .to_string()
+    }
+}

@@ -1,0 +1,277 @@
+//! The scenarios: for each, one RPC and the bare-SQL baseline of that RPC. The
+//! baseline calls the very functions of `contactsd::storage::sql` the server
+//! calls, so both paths send the same statements with the same parameters; it
+//! just skips gRPC, authentication, wire parsing and the connection pool.
+
+use std::sync::Arc;
+
+use clap::ValueEnum;
+use contactsd::domain::{
+    ContactData, Email, EmailStatus, EmailValue, Name, NewValue, Phone, PhoneValue, Region,
+    Replacement,
+};
+use contactsd::error::Error;
+use contactsd::pb;
+use contactsd::storage::{Tx, contacts, sql};
+use deadpool_postgres::Object;
+use uuid::Uuid;
+
+use crate::Client;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Every call creates a contact.
+    ReconcileNew,
+    /// Every call matches a seeded contact by email and adds a tag.
+    ReconcileMerge,
+    /// GetContact of a seeded contact.
+    Get,
+    /// AddValue of a new tag to a seeded contact.
+    AddValue,
+    /// OverrideValue of a seeded contact's name with its current etag.
+    Override,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] = [
+        Self::ReconcileNew,
+        Self::ReconcileMerge,
+        Self::Get,
+        Self::AddValue,
+        Self::Override,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ReconcileNew => "reconcile-new",
+            Self::ReconcileMerge => "reconcile-merge",
+            Self::Get => "get",
+            Self::AddValue => "add-value",
+            Self::Override => "override",
+        }
+    }
+
+    /// Whether the scenario adds values to seeded contacts (which hold at most 50 per array).
+    pub fn grows_contacts(self) -> bool {
+        matches!(self, Self::ReconcileMerge | Self::AddValue)
+    }
+}
+
+/// A seeded contact the scenarios aim at.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: Uuid,
+    pub email: String,
+}
+
+/// What one worker needs: the shared fixture and its own identity.
+pub struct Worker {
+    pub scenario: Scenario,
+    pub site: i64,
+    pub app: Arc<str>,
+    pub targets: Arc<Vec<Target>>,
+    pub id: usize,
+    pub workers: usize,
+    /// Unique per bench run, so created values never collide across runs.
+    pub nonce: u32,
+    /// The etags of this worker's override targets, as last seen.
+    pub etags: Vec<(Uuid, String)>,
+}
+
+impl Worker {
+    fn target(&self, i: u64) -> &Target {
+        // Workers own disjoint slices of the targets, so overrides never race.
+        let n = self.targets.len() / self.workers;
+        &self.targets[self.id * n + (i as usize % n.max(1))]
+    }
+
+    fn new_contact(&self, i: u64) -> ContactData {
+        let line =
+            (u64::from(self.nonce) * 31 + self.id as u64 * 1_000_003 + i) % 9_000_000 + 1_000_000;
+        ContactData {
+            name: Name {
+                first: "Bench".into(),
+                last: format!("New{i}"),
+                ..Default::default()
+            },
+            emails: vec![EmailValue {
+                id: Uuid::new_v4(),
+                tag: "work".into(),
+                email: Email::parse(&format!(
+                    "new.{:x}.{}.{i}@bench.example",
+                    self.nonce, self.id
+                ))
+                .unwrap(),
+                status: EmailStatus::Unspecified,
+            }],
+            phones: vec![PhoneValue {
+                id: Uuid::new_v4(),
+                tag: String::new(),
+                phone: Phone::parse(
+                    &format!("(646) {}-{}", line / 10_000, line % 10_000),
+                    Region::default(),
+                )
+                .unwrap(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn merge_report(&self, i: u64) -> ContactData {
+        ContactData {
+            emails: vec![EmailValue {
+                id: Uuid::new_v4(),
+                tag: String::new(),
+                email: Email::parse(&self.target(i).email).unwrap(),
+                status: EmailStatus::Unspecified,
+            }],
+            tags: vec![self.unique_tag("m", i)],
+            ..Default::default()
+        }
+    }
+
+    fn unique_tag(&self, prefix: &str, i: u64) -> String {
+        format!("{prefix}{:x}-{}-{i}", self.nonce, self.id)
+    }
+
+    fn new_name(&self, i: u64) -> Name {
+        Name {
+            first: format!("Renamed{i}"),
+            last: format!("W{}", self.id),
+            ..Default::default()
+        }
+    }
+
+    /// One RPC of the scenario.
+    pub async fn rpc(&mut self, client: &mut Client, i: u64) -> Result<(), tonic::Status> {
+        match self.scenario {
+            Scenario::ReconcileNew | Scenario::ReconcileMerge => {
+                let data = if self.scenario == Scenario::ReconcileNew {
+                    self.new_contact(i)
+                } else {
+                    self.merge_report(i)
+                };
+                let request = pb::ReconcileRequest {
+                    contact: Some(report_to_pb(data)),
+                    default_region: String::new(),
+                };
+                client.reconcile(request).await?;
+            }
+            Scenario::Get => {
+                let id = self.target(i).id.to_string();
+                client
+                    .get_contact(pb::GetContactRequest {
+                        id,
+                        read_mask: None,
+                    })
+                    .await?;
+            }
+            Scenario::AddValue => {
+                let request = pb::AddValueRequest {
+                    contact_id: self.target(i).id.to_string(),
+                    value: Some(pb::add_value_request::Value::Tag(self.unique_tag("a", i))),
+                    ..Default::default()
+                };
+                client.add_value(request).await?;
+            }
+            Scenario::Override => {
+                let slot = i as usize % self.etags.len();
+                let (id, etag) = &self.etags[slot];
+                let name = self.new_name(i);
+                let request = pb::OverrideValueRequest {
+                    contact_id: id.to_string(),
+                    etag: etag.clone(),
+                    value: Some(pb::override_value_request::Value::Name(pb::Name {
+                        first: name.first,
+                        last: name.last,
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                };
+                let response = client.override_value(request).await?.into_inner();
+                self.etags[slot].1 = response.etag;
+            }
+        }
+        Ok(())
+    }
+
+    /// The same operation without gRPC: the server's storage functions (its
+    /// statements, transactions and pipelining) on a dedicated connection,
+    /// without authentication, wire parsing or the connection pool.
+    pub async fn baseline(&mut self, conn: &mut Option<Object>, i: u64) -> Result<(), Error> {
+        let (site, app) = (self.site, self.app.clone());
+        let Some(client) = conn.take() else {
+            return Err(Error::Unavailable(
+                "the baseline connection was lost".into(),
+            ));
+        };
+        if self.scenario == Scenario::Get {
+            let result = sql::select_contact(&client, site, self.target(i).id).await;
+            *conn = Some(client);
+            return result.map(drop);
+        }
+        let tx = Tx::start(client).await?;
+        let result = match self.scenario {
+            Scenario::ReconcileNew => contacts::reconcile(&tx, site, &app, self.new_contact(i))
+                .await
+                .map(drop),
+            Scenario::ReconcileMerge => contacts::reconcile(&tx, site, &app, self.merge_report(i))
+                .await
+                .map(drop),
+            Scenario::AddValue => {
+                let value = NewValue::Tag(self.unique_tag("a", i));
+                contacts::edit_contact(&tx, site, &app, self.target(i).id, None, None, |data| {
+                    value.add_to(data).map(|outcome| (outcome, vec!["tags"]))
+                })
+                .await
+                .map(drop)
+            }
+            Scenario::Override => {
+                let slot = i as usize % self.etags.len();
+                let (id, etag) = self.etags[slot].clone();
+                let name = Replacement::Name(self.new_name(i));
+                let edited =
+                    contacts::edit_contact(&tx, site, &app, id, Some(&etag), None, |data| {
+                        name.apply(data)
+                            .map(|changed| ((), Vec::from_iter(changed)))
+                    })
+                    .await;
+                edited.map(|(contact, ())| self.etags[slot].1 = contact.etag())
+            }
+            Scenario::Get => unreachable!("answered above"),
+        };
+        *conn = tx.into_client();
+        result
+    }
+}
+
+/// A report as an app would send it.
+fn report_to_pb(data: ContactData) -> pb::Contact {
+    pb::Contact {
+        name: Some(pb::Name {
+            first: data.name.first,
+            last: data.name.last,
+            ..Default::default()
+        }),
+        emails: data
+            .emails
+            .into_iter()
+            .map(|e| pb::Email {
+                email: e.email.as_str().into(),
+                tag: e.tag,
+                ..Default::default()
+            })
+            .collect(),
+        phones: data
+            .phones
+            .into_iter()
+            .map(|p| pb::Phone {
+                phone: p.phone.as_str().into(),
+                tag: p.tag,
+                ..Default::default()
+            })
+            .collect(),
+        tags: data.tags,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,81 @@
+//! Runs `contactsd-bench` briefly against a real server, so it cannot rot.
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
+    let app = spawn_app().await;
+    let key = app.key("bench", "read,write").await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_contactsd-bench"))
+        .args([
+            "--seed",
+            "300",
+            "--duration",
+            "0.6",
+            "--warmup",
+            "0.2",
+            "--rounds",
+            "1",
+            "--concurrency",
+            "4",
+        ])
+        .arg("--json")
+        .env("DATABASE_URL", app.database_url())
+        .env("CONTACTS_ADDR", format!("http://{}", app.address))
+        .env("CONTACTS_KEY", key)
+        .output()
+        .await
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the bench failed:\n{stderr}");
+    assert!(stderr.contains("seeded 300 contacts"), "{stderr}");
+    let reports: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let names: Vec<_> = reports
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "reconcile-new",
+            "reconcile-merge",
+            "get",
+            "add-value",
+            "override"
+        ]
+    );
+    for report in &reports {
+        for key in ["rpc_per_s", "baseline_per_s", "ratio", "p50_ms", "p99_ms"] {
+            assert!(report[key].as_f64().unwrap() > 0.0, "{key} of {report}");
+        }
+        assert_eq!(report["rpc_errors"], 0, "{report}\n{stderr}");
+        assert_eq!(report["baseline_errors"], 0, "{report}\n{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_bench_says_clearly_when_the_server_is_unreachable() {
+    let app = spawn_app().await;
+    let key = app.key("bench", "read,write").await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_contactsd-bench"))
+        .env("DATABASE_URL", app.database_url())
+        .env("CONTACTS_ADDR", "http://127.0.0.1:1")
+        .env("CONTACTS_KEY", key)
+        .output()
+        .await
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach contactsd at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+}
