@@ -3,6 +3,7 @@
 //! which becomes a `Status` in exactly one place.
 
 mod convert;
+mod page_token;
 
 use std::pin::Pin;
 
@@ -10,9 +11,10 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Authenticator, Caller, Scope};
-use crate::domain::{AddOutcome, Contact, ReadMask, Region};
-use crate::error::{Error, Result};
+use crate::domain::{AddOutcome, Contact, Email, Limits, Phone, ReadMask, Region, parse_text};
+use crate::error::{Error, FieldViolation, Result};
 use crate::pb::{self, contacts_service_server::ContactsService};
+use crate::storage::sql::ListFilter;
 use crate::storage::{Reconciled, Store};
 use convert::{Fields, Ids, ValueContext, contact_to_pb, parse_uuid, read_mask, rejected_to_pb};
 
@@ -104,9 +106,86 @@ impl ContactsApi {
         let id = fields.check(parse_uuid(&request.id), || "id".into());
         let mask = read_mask(&mut fields, "read_mask", request.read_mask);
         let id = fields.finish(id)?.unwrap_or_default();
-        let contact = self.store.get_contact(caller.site_id, id).await?;
+        let contact = self.store.get_contact(caller.site_id, id, mask).await?;
         let contact = contact.ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
         Ok(contact_to_pb(contact, mask))
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Result<pb::ListContactsResponse> {
+        const DEFAULT_PAGE: i64 = 25;
+        const MAX_PAGE: i64 = 500;
+        let caller = self.caller(&request, Scope::Read).await?;
+        let request = request.into_inner();
+        let mut fields = Fields::default();
+        let mask = read_mask(&mut fields, "read_mask", request.read_mask);
+        let region = self.region(&mut fields, &request.default_region);
+        let given = |value: &str| {
+            Some(value.trim())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let filter = ListFilter {
+            email: given(&request.email)
+                .and_then(|e| fields.check(Email::parse(&e), || "email".into()))
+                .map(|e| e.key()),
+            phone: given(&request.phone)
+                .and_then(|p| fields.check(Phone::parse(&p, region), || "phone".into()))
+                .map(|p| p.e164().to_owned()),
+            first_name: given(&request.first_name)
+                .and_then(|n| {
+                    fields.check(parse_text(&n, Limits::SHORT_TEXT), || "first_name".into())
+                })
+                .map(|n| n.to_lowercase()),
+            last_name: given(&request.last_name)
+                .and_then(|n| {
+                    fields.check(parse_text(&n, Limits::SHORT_TEXT), || "last_name".into())
+                })
+                .map(|n| n.to_lowercase()),
+        };
+        let page_size = match i64::from(request.page_size) {
+            size if size < 0 => {
+                fields.push(FieldViolation::new("page_size", "must not be negative"));
+                0
+            }
+            0 => DEFAULT_PAGE,
+            size => size.min(MAX_PAGE),
+        };
+        let fingerprint = page_token::fingerprint(&filter);
+        let secret = self.store.secret();
+        let after_seq = match given(&request.page_token) {
+            None => 0,
+            Some(token) => fields
+                .check(
+                    page_token::decode(secret, caller.site_id, fingerprint, &token),
+                    || "page_token".into(),
+                )
+                .unwrap_or_default(),
+        };
+        fields.finish(())?;
+
+        // One more than a page tells whether another page follows.
+        let (mut rows, _snapshot) = self
+            .store
+            .list_contacts(caller.site_id, &filter, after_seq, page_size + 1, mask)
+            .await?;
+        let more = rows.len() as i64 > page_size;
+        rows.truncate(page_size as usize);
+        let next_page_token = match rows.last() {
+            Some((_, seq)) if more => page_token::encode(secret, caller.site_id, fingerprint, *seq),
+            _ => String::new(),
+        };
+        Ok(pb::ListContactsResponse {
+            contacts: rows
+                .into_iter()
+                .map(|(contact, _)| contact_to_pb(contact, mask))
+                .collect(),
+            next_page_token,
+            // Filled by the change feed (issue #5).
+            watch_cursor: String::new(),
+        })
     }
 
     async fn add_value(
@@ -245,8 +324,7 @@ impl ContactsService for ContactsApi {
         &self,
         request: Request<pb::ListContactsRequest>,
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
-        self.caller(&request, Scope::Read).await?;
-        Err(Error::Unimplemented("ListContacts").into())
+        Ok(Response::new(Self::list_contacts(self, request).await?))
     }
 
     async fn add_value(

@@ -7,7 +7,7 @@ use futures::try_join;
 
 use super::tx::Tx;
 use super::{Store, sql};
-use crate::domain::{Contact, ContactData, ContactId, MergeOutcome, Rejected};
+use crate::domain::{Contact, ContactData, ContactId, MergeOutcome, ReadMask, Rejected};
 use crate::error::{Error, Result};
 
 /// How often Reconcile starts over when its match lost the key while it waited.
@@ -31,8 +31,25 @@ impl Store {
         reconcile(&Tx::start(self.client().await?).await?, site, app, incoming).await
     }
 
-    pub async fn get_contact(&self, site: i64, id: ContactId) -> Result<Option<Contact>> {
-        sql::select_contact(&self.client().await?, site, id).await
+    pub async fn get_contact(
+        &self,
+        site: i64,
+        id: ContactId,
+        mask: ReadMask,
+    ) -> Result<Option<Contact>> {
+        sql::select_contact(&self.client().await?, site, id, mask).await
+    }
+
+    /// A page of contacts and the snapshot it was read in; see [`sql::list_contacts`].
+    pub async fn list_contacts(
+        &self,
+        site: i64,
+        filter: &sql::ListFilter,
+        after_seq: i64,
+        limit: i64,
+        mask: ReadMask,
+    ) -> Result<(Vec<(Contact, i64)>, String)> {
+        sql::list_contacts(&self.client().await?, site, filter, after_seq, limit, mask).await
     }
 
     pub async fn edit_contact<T>(

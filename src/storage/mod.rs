@@ -27,6 +27,8 @@ const MIGRATION_LOCK: i64 = 0x636f_6e74_6163_7473; // "contacts"
 #[derive(Clone)]
 pub struct Store {
     pool: deadpool_postgres::Pool,
+    /// Signs the opaque tokens the service hands out; shared by all replicas.
+    secret: std::sync::Arc<[u8]>,
 }
 
 impl Store {
@@ -48,7 +50,20 @@ impl Store {
             .keepalives_idle(Duration::from_secs(30));
         let pool = pool::build(config, pool_size)
             .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
-        Ok(Self { pool })
+        let secret: Vec<u8> = pool
+            .get()
+            .await?
+            .query_one("SELECT secret FROM server_secret", &[])
+            .await?
+            .get(0);
+        Ok(Self {
+            pool,
+            secret: secret.into(),
+        })
+    }
+
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {

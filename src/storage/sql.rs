@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
-use crate::domain::{ChangeKind, Contact, ContactData, ContactId};
+use crate::domain::{ChangeKind, Contact, ContactData, ContactId, Field, ReadMask};
 use crate::error::{Error, Result};
 
 /// The columns of a whole contact, in the order [`contact_from_row`] reads them.
@@ -72,12 +72,119 @@ pub async fn prepare_writes(client: &impl GenericClient) -> Result<()> {
     Ok(())
 }
 
+/// The columns of a contact as [`contact_from_row`] reads them, with each
+/// array a read mask leaves out replaced by an empty constant: PostgreSQL then
+/// neither detoasts nor serializes it. Names, company and picture are small
+/// and always read; projecting arrays only keeps the number of distinct
+/// prepared statements per connection bounded (2^8).
+pub fn projected_columns(mask: ReadMask) -> String {
+    let arrays = [
+        (Field::Emails, "emails"),
+        (Field::Phones, "phones"),
+        (Field::Addresses, "addresses"),
+        (Field::Urls, "urls"),
+        (Field::Dates, "dates"),
+        (Field::Notes, "notes"),
+        (Field::CustomFields, "custom_fields"),
+    ];
+    let mut columns = String::from(
+        "id, version, name_prefix, name_first, name_middle, name_last, name_suffix, company_name, \
+         company_role, picture",
+    );
+    for (field, column) in arrays {
+        if mask.contains(field) {
+            columns.push_str(&format!(", {column}"));
+        } else {
+            columns.push_str(&format!(", '[]'::jsonb AS {column}"));
+        }
+    }
+    columns.push_str(if mask.contains(Field::Tags) {
+        ", tags"
+    } else {
+        ", '{}'::text[] AS tags"
+    });
+    columns.push_str(", create_time, update_time");
+    columns
+}
+
+/// What ListContacts filters on, normalized: an email key, an E.164 phone,
+/// lower-cased names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ListFilter {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// One page of a site's contacts in creation order, after `after_seq`, and
+/// the snapshot it was read in (`pg_current_snapshot()` as text, for the
+/// change feed's list-then-watch cursor). Returns at most `limit` contacts
+/// with their `seq`.
+pub async fn list_contacts(
+    client: &impl GenericClient,
+    site: i64,
+    filter: &ListFilter,
+    after_seq: i64,
+    limit: i64,
+    mask: ReadMask,
+) -> Result<(Vec<(Contact, i64)>, String)> {
+    // Each filter is an index: emails and phones through contact_keys, names
+    // through (site_id, lower(name), seq), which also yields creation order.
+    let mut conditions = String::new();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&site, &after_seq, &limit];
+    for (value, condition) in [
+        (
+            &filter.email,
+            "id IN (SELECT contact_id FROM contact_keys WHERE site_id = $1 AND key = $N)",
+        ),
+        (
+            &filter.phone,
+            "id IN (SELECT contact_id FROM contact_keys WHERE site_id = $1 AND key = $N)",
+        ),
+        (&filter.first_name, "lower(name_first) = $N"),
+        (&filter.last_name, "lower(name_last) = $N"),
+    ] {
+        if let Some(value) = value {
+            params.push(value);
+            conditions.push_str(" AND ");
+            conditions.push_str(&condition.replace("$N", &format!("${}", params.len())));
+        }
+    }
+    // The LATERAL join returns the snapshot even for an empty page.
+    let sql = format!(
+        "SELECT s.snapshot, c.* FROM (SELECT pg_current_snapshot()::text AS snapshot) s \
+         LEFT JOIN LATERAL (SELECT {}, seq FROM contacts WHERE site_id = $1 AND seq > $2{conditions} \
+         ORDER BY seq LIMIT $3) c ON true",
+        projected_columns(mask)
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &params).await?;
+    let snapshot: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
+    let mut contacts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.get::<_, Option<Uuid>>(1).is_some() {
+            contacts.push((contact_from_row_at(row, 1)?, row.get(21)));
+        }
+    }
+    Ok((contacts, snapshot))
+}
+
 pub async fn select_contact(
     client: &impl GenericClient,
     site: i64,
     id: ContactId,
+    mask: ReadMask,
 ) -> Result<Option<Contact>> {
-    let statement = client.prepare_cached(SELECT_CONTACT).await?;
+    let statement = if mask == ReadMask::ALL {
+        client.prepare_cached(SELECT_CONTACT).await?
+    } else {
+        let sql = format!(
+            "SELECT {} FROM contacts WHERE site_id = $1 AND id = $2",
+            projected_columns(mask)
+        );
+        client.prepare_cached(&sql).await?
+    };
     client
         .query_opt(&statement, &[&site, &id])
         .await?
@@ -305,15 +412,20 @@ pub async fn update_contact(
 }
 
 pub fn contact_from_row(row: &Row) -> Result<Contact> {
+    contact_from_row_at(row, 0)
+}
+
+/// Reads a contact from the columns of [`columns!`] starting at `at`.
+fn contact_from_row_at(row: &Row, at: usize) -> Result<Contact> {
     fn json<'a, T: serde::Deserialize<'a>>(row: &'a Row, index: usize) -> Result<T> {
         row.try_get::<_, Json<T>>(index)
             .map(|Json(value)| value)
             .map_err(|e| Error::Internal(format!("decoding column {index} of a contact: {e}")))
     }
-    let text = |i: usize| row.get::<_, String>(i);
+    let text = |i: usize| row.get::<_, String>(at + i);
     Ok(Contact {
-        id: row.get(0),
-        version: row.get(1),
+        id: row.get(at + 0),
+        version: row.get(at + 1),
         data: ContactData {
             name: crate::domain::Name {
                 prefix: text(2),
@@ -327,16 +439,16 @@ pub fn contact_from_row(row: &Row) -> Result<Contact> {
                 role: text(8),
             },
             picture: text(9),
-            emails: json(row, 10)?,
-            phones: json(row, 11)?,
-            addresses: json(row, 12)?,
-            urls: json(row, 13)?,
-            dates: json(row, 14)?,
-            notes: json(row, 15)?,
-            custom_fields: json(row, 16)?,
-            tags: row.get(17),
+            emails: json(row, at + 10)?,
+            phones: json(row, at + 11)?,
+            addresses: json(row, at + 12)?,
+            urls: json(row, at + 13)?,
+            dates: json(row, at + 14)?,
+            notes: json(row, at + 15)?,
+            custom_fields: json(row, at + 16)?,
+            tags: row.get(at + 17),
         },
-        create_time: row.get(18),
-        update_time: row.get(19),
+        create_time: row.get(at + 18),
+        update_time: row.get(at + 19),
     })
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod bench;
 mod concurrency;
 mod contacts;
+mod list;
 mod outage;
 mod reconcile;
 mod server;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 use contactsd::domain::{
-    ContactData, Email, EmailStatus, EmailValue, Name, NewValue, Phone, PhoneValue, Region,
-    Replacement,
+    ContactData, Email, EmailStatus, EmailValue, Name, NewValue, Phone, PhoneValue, ReadMask,
+    Region, Replacement,
 };
 use contactsd::error::Error;
 use contactsd::pb;
@@ -206,7 +206,7 @@ impl Worker {
             ));
         };
         if self.scenario == Scenario::Get {
-            let result = sql::select_contact(&client, site, self.target(i).id).await;
+            let result = sql::select_contact(&client, site, self.target(i).id, ReadMask::ALL).await;
             *conn = Some(client);
             return result.map(drop);
         }
