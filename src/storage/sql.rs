@@ -424,7 +424,7 @@ fn contact_from_row_at(row: &Row, at: usize) -> Result<Contact> {
     }
     let text = |i: usize| row.get::<_, String>(at + i);
     Ok(Contact {
-        id: row.get(at + 0),
+        id: row.get(at),
         version: row.get(at + 1),
         data: ContactData {
             name: crate::domain::Name {
