@@ -102,7 +102,7 @@ async fn every_filter_finds_its_contacts_and_filters_combine_with_and() {
     };
     assert_eq!(
         ids(list_all(&mut client, email).await),
-        [dana.contact_id.clone()]
+        [dana.contact_id.as_str()]
     );
     let phone = pb::ListContactsRequest {
         phone: "+1 415 555 0100".into(),
@@ -110,7 +110,7 @@ async fn every_filter_finds_its_contacts_and_filters_combine_with_and() {
     };
     assert_eq!(
         ids(list_all(&mut client, phone).await),
-        [dana.contact_id.clone()]
+        [dana.contact_id.as_str()]
     );
     let first = pb::ListContactsRequest {
         first_name: "dana".into(),
@@ -123,7 +123,7 @@ async fn every_filter_finds_its_contacts_and_filters_combine_with_and() {
     };
     assert_eq!(
         ids(list_all(&mut client, last).await),
-        [dana.contact_id.clone(), dina.contact_id]
+        [dana.contact_id.as_str(), dina.contact_id.as_str()]
     );
     let both = pb::ListContactsRequest {
         first_name: "Dana".into(),
@@ -132,7 +132,7 @@ async fn every_filter_finds_its_contacts_and_filters_combine_with_and() {
     };
     assert_eq!(
         ids(list_all(&mut client, both).await),
-        [dana.contact_id.clone()]
+        [dana.contact_id.as_str()]
     );
     let none = pb::ListContactsRequest {
         email: "dana@example.com".into(),
