@@ -3,7 +3,7 @@
 //! which becomes a `Status` in exactly one place.
 
 mod convert;
-mod page_token;
+pub mod page_token;
 
 use std::pin::Pin;
 

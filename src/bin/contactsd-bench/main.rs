@@ -92,6 +92,8 @@ struct Fixture {
     pool: deadpool_postgres::Pool,
     targets: Arc<Vec<Target>>,
     nonce: u32,
+    deep_after: i64,
+    secret: Arc<[u8]>,
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -159,6 +161,13 @@ async fn run(args: Args) -> Result<(), String> {
         pool,
         targets: Arc::new(targets),
         nonce: rand::random(),
+        deep_after: deep_position(&admin, site).await?,
+        secret: admin
+            .query_one("SELECT secret FROM server_secret", &[])
+            .await
+            .map_err(|e| format!("reading the token secret: {e}"))?
+            .get::<_, Vec<u8>>(0)
+            .into(),
     };
 
     let scenarios = if args.scenario.is_empty() {
@@ -234,6 +243,25 @@ async fn sample_targets(admin: &tokio_postgres::Client, site: i64) -> Result<Vec
             email: r.get(1),
         })
         .collect())
+}
+
+/// The seq after which page 5,000 of 100 starts (or the middle of a smaller site).
+async fn deep_position(admin: &tokio_postgres::Client, site: i64) -> Result<i64, String> {
+    let count: i64 = admin
+        .query_one("SELECT count(*) FROM contacts WHERE site_id = $1", &[&site])
+        .await
+        .map_err(|e| format!("counting contacts: {e}"))?
+        .get(0);
+    let offset = (count / 2).min(4_999 * 100);
+    let row = admin
+        .query_opt(
+            "SELECT seq FROM contacts WHERE site_id = $1 ORDER BY seq OFFSET $2 LIMIT 1",
+            &[&site, &offset],
+        )
+        .await
+        .map_err(|e| format!("finding the deep page: {e}"))?;
+    eprintln!("{count} contacts in the site; list-deep reads the page after position {offset}");
+    Ok(row.map_or(0, |r| r.get(0)))
 }
 
 /// Keeps the targets' tags few, so that repeated runs of the scenarios that
@@ -377,6 +405,9 @@ async fn run_phase(
                 .step_by(concurrency)
                 .cloned()
                 .collect(),
+            deep_after: fixture.deep_after,
+            secret: fixture.secret.clone(),
+            scan: (String::new(), 0),
         };
         let channel = fixture.channels[id % fixture.channels.len()].clone();
         let mut client = ContactsServiceClient::with_interceptor(channel, fixture.auth.clone());

@@ -11,7 +11,9 @@ use contactsd::domain::{
     Region, Replacement,
 };
 use contactsd::error::Error;
+use contactsd::grpc::page_token;
 use contactsd::pb;
+use contactsd::storage::sql::ListFilter;
 use contactsd::storage::{Tx, contacts, sql};
 use deadpool_postgres::Object;
 use uuid::Uuid;
@@ -30,6 +32,14 @@ pub enum Scenario {
     AddValue,
     /// OverrideValue of a seeded contact's name with its current etag.
     Override,
+    /// ListContacts by a seeded contact's email, a page of 100, mask name,emails.
+    List,
+    /// The first page of 100 of the whole site, mask name,emails.
+    ListFirst,
+    /// A page of 100 deep in the site (page 5,000, or halfway in a smaller site).
+    ListDeep,
+    /// Walks the whole site in pages of 500 (mask name,emails); one op is one page.
+    ListScan,
 }
 
 impl Scenario {
@@ -48,6 +58,10 @@ impl Scenario {
             Self::Get => "get",
             Self::AddValue => "add-value",
             Self::Override => "override",
+            Self::List => "list",
+            Self::ListFirst => "list-first",
+            Self::ListDeep => "list-deep",
+            Self::ListScan => "list-scan",
         }
     }
 
@@ -76,6 +90,12 @@ pub struct Worker {
     pub nonce: u32,
     /// The etags of this worker's override targets, as last seen.
     pub etags: Vec<(Uuid, String)>,
+    /// Where the list scenarios start: the seq before the deep page, and the
+    /// secret that signs page tokens (the bench signs the deep page's token).
+    pub deep_after: i64,
+    pub secret: Arc<[u8]>,
+    /// A list-scan walk in progress: the next page's token and seq.
+    pub scan: (String, i64),
 }
 
 impl Worker {
@@ -191,8 +211,57 @@ impl Worker {
                 let response = client.override_value(request).await?.into_inner();
                 self.etags[slot].1 = response.etag;
             }
+            Scenario::List | Scenario::ListFirst | Scenario::ListDeep | Scenario::ListScan => {
+                let (filter, after, size) = self.list_page(i);
+                let page_token = if after == 0 {
+                    String::new()
+                } else if self.scenario == Scenario::ListScan {
+                    self.scan.0.clone()
+                } else {
+                    page_token::encode(
+                        &self.secret,
+                        self.site,
+                        page_token::fingerprint(&filter),
+                        after,
+                    )
+                };
+                let request = pb::ListContactsRequest {
+                    read_mask: Some(prost_types::FieldMask {
+                        paths: vec!["name".into(), "emails".into()],
+                    }),
+                    email: filter.email.unwrap_or_default(),
+                    page_size: size as i32,
+                    page_token,
+                    ..Default::default()
+                };
+                let page = client.list_contacts(request).await?.into_inner();
+                if self.scenario == Scenario::ListScan {
+                    // Continue with the token, or start over at the end of the site.
+                    let more = !page.next_page_token.is_empty();
+                    self.scan = (page.next_page_token, i64::from(more));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The filter, position and size of a list scenario's page.
+    fn list_page(&self, i: u64) -> (ListFilter, i64, i64) {
+        let mask_email = |email: &str| Email::parse(email).map(|e| e.key()).ok();
+        match self.scenario {
+            Scenario::List => (
+                ListFilter {
+                    email: mask_email(&self.target(i).email),
+                    ..Default::default()
+                },
+                0,
+                100,
+            ),
+            Scenario::ListDeep => (ListFilter::default(), self.deep_after, 100),
+            // For the RPC side only "not at the start" matters: it follows tokens.
+            Scenario::ListScan => (ListFilter::default(), self.scan.1, 500),
+            _ => (ListFilter::default(), 0, 100),
+        }
     }
 
     /// The same operation without gRPC: the server's storage functions (its
@@ -209,6 +278,24 @@ impl Worker {
             let result = sql::select_contact(&client, site, self.target(i).id, ReadMask::ALL).await;
             *conn = Some(client);
             return result.map(drop);
+        }
+        if matches!(
+            self.scenario,
+            Scenario::List | Scenario::ListFirst | Scenario::ListDeep | Scenario::ListScan
+        ) {
+            let (filter, after, size) = self.list_page(i);
+            let mask = ReadMask::parse("read_mask", &["name".into(), "emails".into()])
+                .expect("a valid mask");
+            // The server asks for one more row than a page, to know whether another follows.
+            let result = sql::list_contacts(&client, site, &filter, after, size + 1, mask).await;
+            *conn = Some(client);
+            let (rows, _) = result?;
+            if self.scenario == Scenario::ListScan {
+                // Continue after this page, or start over at the end of the site.
+                let more = rows.len() as i64 > size;
+                self.scan.1 = if more { rows[size as usize - 1].1 } else { 0 };
+            }
+            return Ok(());
         }
         let tx = Tx::start(client).await?;
         let result = match self.scenario {
@@ -238,7 +325,13 @@ impl Worker {
                     .await;
                 edited.map(|(contact, ())| self.etags[slot].1 = contact.etag())
             }
-            Scenario::Get => unreachable!("answered above"),
+            Scenario::Get
+            | Scenario::List
+            | Scenario::ListFirst
+            | Scenario::ListDeep
+            | Scenario::ListScan => {
+                unreachable!("answered above")
+            }
         };
         *conn = tx.into_client();
         result
