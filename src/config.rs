@@ -2,6 +2,7 @@
 //! database URL is global (before or after a subcommand).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -73,6 +74,33 @@ pub struct ServeArgs {
     #[arg(long, env = "CONTACTS_WORKER_THREADS", global = true)]
     pub worker_threads: Option<usize>,
 
+    /// Seconds an idle watch stream waits before sending a heartbeat.
+    #[arg(
+        long,
+        env = "CONTACTS_HEARTBEAT_SECS",
+        default_value_t = 15.0,
+        global = true
+    )]
+    pub heartbeat_secs: f64,
+
+    /// Seconds change records are kept; older watch cursors are expired (default 7 days).
+    #[arg(
+        long,
+        env = "CONTACTS_FEED_RETENTION_SECS",
+        default_value_t = 604_800,
+        global = true
+    )]
+    pub feed_retention_secs: u64,
+
+    /// Milliseconds between the change feed's reads of new changes.
+    #[arg(
+        long,
+        env = "CONTACTS_FEED_POLL_MS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub feed_poll_ms: u64,
+
     /// Maximum number of database connections.
     #[arg(
         long,
@@ -90,6 +118,7 @@ pub struct Settings {
     pub database_url: String,
     pub default_region: crate::domain::Region,
     pub db_pool_size: usize,
+    pub feed: crate::feed::FeedSettings,
 }
 
 impl Settings {
@@ -101,6 +130,14 @@ impl Settings {
             database_url: cli.database_url.clone(),
             default_region,
             db_pool_size: cli.serve.db_pool_size.max(1),
+            feed: crate::feed::FeedSettings {
+                poll: Duration::from_millis(cli.serve.feed_poll_ms.max(1)),
+                heartbeat: Duration::try_from_secs_f64(cli.serve.heartbeat_secs)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or("--heartbeat-secs must be a positive number of seconds")?,
+                retention: Duration::from_secs(cli.serve.feed_retention_secs.max(1)),
+            },
         })
     }
 }

@@ -40,6 +40,9 @@ pub enum Error {
     EtagMismatch,
     #[error("{0}")]
     AlreadyExists(String),
+    /// The feed no longer holds the changes after a watch cursor.
+    #[error("the cursor is older than the change feed's retention")]
+    CursorExpired,
     #[error("{0}")]
     Unauthenticated(&'static str),
     #[error("{0}")]
@@ -99,6 +102,11 @@ impl From<Error> for Status {
                 ErrorDetails::with_error_info("ETAG_MISMATCH", ERROR_DOMAIN, HashMap::new()),
             ),
             Error::AlreadyExists(message) => Status::already_exists(message),
+            Error::CursorExpired => Status::with_error_details(
+                Code::OutOfRange,
+                "the cursor is older than the change feed keeps changes; list again and watch from its watch_cursor",
+                ErrorDetails::with_error_info("CURSOR_EXPIRED", ERROR_DOMAIN, HashMap::new()),
+            ),
             Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::Unimplemented(what) => {

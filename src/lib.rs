@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod grpc;
 pub mod storage;
 
@@ -71,11 +72,21 @@ impl Application {
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), tonic::transport::Error> {
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // Watch streams never end on their own: they are told to, so that the
+        // graceful shutdown below does not wait on them forever.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let feed =
+            feed::Feed::start(self.store.clone(), self.settings.feed.clone(), stopping).await?;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
         let api = ContactsApi::new(
             self.store.clone(),
             Authenticator::new(self.store.clone()),
             self.settings.default_region,
+            feed,
         );
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -111,6 +122,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
+            .await?;
+        Ok(())
     }
 }

@@ -8,9 +8,10 @@ use uuid::Uuid;
 use crate::domain::{
     AddressValue, Company, Contact, ContactData, CustomFieldValue, DateValue, Email, EmailStatus,
     EmailValue, Field, Invalid, Limits, Name, NewValue, NoteValue, Phone, PhoneValue, ReadMask,
-    Region, Rejected, Replacement, UrlValue, WebUrl, parse_date, parse_text,
+    Region, Rejected, Replacement, UrlValue, WebUrl, etag_of, parse_date, parse_text,
 };
 use crate::error::{Error, FieldViolation, Result};
+use crate::feed::Item;
 use crate::pb;
 
 /// Collects the violations of one request.
@@ -570,6 +571,49 @@ impl From<CustomFieldValue> for pb::CustomField {
             id: v.id.to_string(),
             field: v.field,
             value: v.value,
+        }
+    }
+}
+
+/// A feed item as the wire event; `include` adds the contact after the change.
+pub(crate) fn event_to_pb(
+    item: Item,
+    secret: &[u8],
+    include: bool,
+    mask: ReadMask,
+) -> pb::ContactEvent {
+    match item {
+        Item::Heartbeat(cursor) => pb::ContactEvent {
+            cursor: cursor.encode(secret),
+            r#type: pb::EventType::Heartbeat.into(),
+            event_time: Some(timestamp(Utc::now())),
+            ..Default::default()
+        },
+        Item::Change(change, cursor) => {
+            let kind = match change.kind {
+                1 => pb::EventType::Created,
+                3 => pb::EventType::Deleted,
+                _ => pb::EventType::Updated,
+            };
+            let deleted = kind == pb::EventType::Deleted;
+            pb::ContactEvent {
+                cursor: cursor.encode(secret),
+                r#type: kind.into(),
+                contact_id: change.contact_id.to_string(),
+                changed_fields: (!deleted).then(|| prost_types::FieldMask {
+                    paths: change.changed_fields.clone(),
+                }),
+                contact: include
+                    .then(|| change.contact().cloned().map(|c| contact_to_pb(c, mask)))
+                    .flatten(),
+                event_time: Some(timestamp(change.time)),
+                // A deleted contact has no etag after the change.
+                etag: if deleted {
+                    String::new()
+                } else {
+                    etag_of(change.contact_id, change.version)
+                },
+            }
         }
     }
 }

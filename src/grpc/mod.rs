@@ -13,23 +13,29 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Authenticator, Caller, Scope};
 use crate::domain::{AddOutcome, Contact, Email, Limits, Phone, ReadMask, Region, parse_text};
 use crate::error::{Error, FieldViolation, Result};
+use crate::feed::Feed;
+use crate::feed::cursor::Cursor;
 use crate::pb::{self, contacts_service_server::ContactsService};
 use crate::storage::sql::ListFilter;
 use crate::storage::{Reconciled, Store};
-use convert::{Fields, Ids, ValueContext, contact_to_pb, parse_uuid, read_mask, rejected_to_pb};
+use convert::{
+    Fields, Ids, ValueContext, contact_to_pb, event_to_pb, parse_uuid, read_mask, rejected_to_pb,
+};
 
 pub struct ContactsApi {
     store: Store,
     auth: Authenticator,
     default_region: Region,
+    feed: Feed,
 }
 
 impl ContactsApi {
-    pub fn new(store: Store, auth: Authenticator, default_region: Region) -> Self {
+    pub fn new(store: Store, auth: Authenticator, default_region: Region, feed: Feed) -> Self {
         Self {
             store,
             auth,
             default_region,
+            feed,
         }
     }
 
@@ -167,7 +173,7 @@ impl ContactsApi {
         fields.finish(())?;
 
         // One more than a page tells whether another page follows.
-        let (mut rows, _snapshot) = self
+        let (mut rows, snapshot) = self
             .store
             .list_contacts(caller.site_id, &filter, after_seq, page_size + 1, mask)
             .await?;
@@ -183,9 +189,43 @@ impl ContactsApi {
                 .map(|(contact, _)| contact_to_pb(contact, mask))
                 .collect(),
             next_page_token,
-            // Filled by the change feed (issue #5).
-            watch_cursor: String::new(),
+            watch_cursor: Cursor::from_snapshot(caller.site_id, &snapshot)
+                .ok_or_else(|| Error::Internal(format!("unreadable snapshot {snapshot:?}")))?
+                .encode(secret),
         })
+    }
+
+    async fn watch_contacts(
+        &self,
+        request: Request<pb::WatchContactsRequest>,
+    ) -> Result<EventStream> {
+        let caller = self.caller(&request, Scope::Read).await?;
+        let request = request.into_inner();
+        let mut fields = Fields::default();
+        let mask = read_mask(&mut fields, "read_mask", request.read_mask);
+        let secret = self.store.secret();
+        let cursor = match request.start_after.trim() {
+            "" => None,
+            text => fields.check(Cursor::decode(secret, caller.site_id, text), || {
+                "start_after".into()
+            }),
+        };
+        fields.finish(())?;
+        let cursor = match cursor {
+            Some(cursor) => cursor,
+            None => self.feed.now(caller.site_id).await?,
+        };
+        self.feed.check_retained(&cursor).await?;
+
+        let (secret, include) = (secret.to_vec(), request.include_contact);
+        let items = tokio_stream::wrappers::ReceiverStream::new(self.feed.watch(cursor));
+        Ok(Box::pin(futures::StreamExt::map(
+            items,
+            move |item| match item {
+                Ok(item) => Ok(event_to_pb(item, &secret, include, mask)),
+                Err(error) => Err(Status::from(error)),
+            },
+        )))
     }
 
     async fn add_value(
@@ -354,7 +394,6 @@ impl ContactsService for ContactsApi {
         &self,
         request: Request<pb::WatchContactsRequest>,
     ) -> Result<Response<Self::WatchContactsStream>, Status> {
-        self.caller(&request, Scope::Read).await?;
-        Err(Error::Unimplemented("WatchContacts").into())
+        Ok(Response::new(Self::watch_contacts(self, request).await?))
     }
 }

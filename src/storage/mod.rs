@@ -2,6 +2,7 @@
 //! contacts and keys. Callers above see domain types and [`Error`] only.
 
 pub mod contacts;
+pub mod feed;
 mod keys;
 mod pool;
 pub mod sql;

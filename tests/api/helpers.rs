@@ -26,6 +26,16 @@ pub struct TestApp {
     pub database: String,
     pub store: contactsd::storage::Store,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Replicas share their first app's database and leave dropping it to it.
+    owns_database: bool,
+}
+
+/// Feed settings for tests: heartbeats every 300 ms.
+pub fn test_feed() -> contactsd::feed::FeedSettings {
+    contactsd::feed::FeedSettings {
+        heartbeat: std::time::Duration::from_millis(300),
+        ..Default::default()
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -35,11 +45,32 @@ pub async fn spawn_app() -> TestApp {
 /// Spawns the app connecting to PostgreSQL at `host` (a proxy, in outage tests).
 pub async fn spawn_app_via(host: &str) -> TestApp {
     let database = format!("contactsd_test_{}", uuid::Uuid::new_v4().simple());
+    spawn(host, database, test_feed(), true).await
+}
+
+/// Spawns the app with its own feed settings.
+pub async fn spawn_app_with(feed: contactsd::feed::FeedSettings) -> TestApp {
+    let database = format!("contactsd_test_{}", uuid::Uuid::new_v4().simple());
+    spawn(&database_host(), database, feed, true).await
+}
+
+/// Spawns another server on `app`'s database: a second replica.
+pub async fn spawn_replica(app: &TestApp) -> TestApp {
+    spawn(&database_host(), app.database.clone(), test_feed(), false).await
+}
+
+async fn spawn(
+    host: &str,
+    database: String,
+    feed: contactsd::feed::FeedSettings,
+    owns_database: bool,
+) -> TestApp {
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("postgres://postgres@{host}/{database}"),
         default_region: Default::default(),
         db_pool_size: 8,
+        feed,
     };
     let app = Application::build(settings).await.expect("the app starts");
     let address = app.address();
@@ -53,6 +84,7 @@ pub async fn spawn_app_via(host: &str) -> TestApp {
         database,
         store,
         shutdown: Some(tx),
+        owns_database,
     }
 }
 
@@ -109,10 +141,20 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
+impl TestApp {
+    /// Starts the server's graceful shutdown.
+    pub fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shut_down();
+        if !self.owns_database {
+            return;
         }
         // Drop runs inside the test's runtime, so the cleanup gets its own thread and runtime.
         let database = self.database.clone();

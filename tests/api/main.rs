@@ -12,3 +12,4 @@ mod reconcile;
 mod server;
 mod tenancy;
 mod values;
+mod watch;

@@ -1,0 +1,256 @@
+//! The change feed: one reader per process feeding every local watcher.
+//!
+//! The reader polls the change table below the horizon (see
+//! [`crate::storage::feed`]) and broadcasts each page to all watchers, so
+//! database work does not grow with the number of watchers. A watcher catches
+//! up from the table from its own cursor, then follows the broadcast; if it
+//! falls behind (a slow client), it drops back to the table and catches up
+//! again, so a slow client never holds up writers, the reader or other
+//! watchers, and costs bounded memory. Replicas each run their own reader over
+//! the same table, so a change written through one reaches watchers of all.
+//! There is no LISTEN/NOTIFY: every notifying commit would take a
+//! database-wide lock, and polling a range scan every few milliseconds costs
+//! less than that.
+
+pub mod cursor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::storage::Store;
+use crate::storage::feed::{Change, Position};
+use cursor::Cursor;
+
+/// Changes per reader poll and per catch-up read.
+const PAGE: i64 = 1_000;
+/// Pages the broadcast keeps for watchers that are behind.
+const BROADCAST_PAGES: usize = 256;
+/// Events a watcher's client may have unread before the watcher waits.
+const CLIENT_BUFFER: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    /// How often the reader looks for new changes.
+    pub poll: Duration,
+    /// How long an idle stream waits before it sends a heartbeat.
+    pub heartbeat: Duration,
+    /// How long change records are kept; older cursors are expired.
+    pub retention: Duration,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(20),
+            heartbeat: Duration::from_secs(15),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Completes once shutdown has begun (without holding the watch's lock).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// What a watcher's stream carries.
+pub enum Item {
+    /// A change, and the cursor just after it.
+    Change(Arc<Change>, Cursor),
+    /// Nothing happened; the current cursor.
+    Heartbeat(Cursor),
+}
+
+/// A page the reader broadcast: its changes, and how far it reaches.
+struct Batch {
+    changes: Vec<Arc<Change>>,
+    reach: Position,
+}
+
+#[derive(Clone)]
+pub struct Feed {
+    store: Store,
+    settings: FeedSettings,
+    pages: broadcast::Sender<Arc<Batch>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Feed {
+    /// Starts the reader (from the current horizon) and the pruner; both stop,
+    /// and every stream ends, when `shutdown` turns true.
+    pub async fn start(
+        store: Store,
+        settings: FeedSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self> {
+        let (pages, _) = broadcast::channel(BROADCAST_PAGES);
+        let feed = Self {
+            store,
+            settings,
+            pages,
+            shutdown,
+        };
+        let start = feed.store.feed_horizon().await?;
+        tokio::spawn(feed.clone().read(start));
+        tokio::spawn(feed.clone().prune());
+        Ok(feed)
+    }
+
+    async fn read(self, mut after: Position) {
+        let mut shutdown = self.shutdown.clone();
+        while !*shutdown.borrow() {
+            match self.store.changes_after(after, PAGE).await {
+                Ok(page) => {
+                    let full = page.changes.len() as i64 >= PAGE;
+                    if page.reach > after {
+                        after = page.reach;
+                        let changes = page.changes.into_iter().map(Arc::new).collect();
+                        // No receivers is fine: nobody is watching.
+                        let _ = self.pages.send(Arc::new(Batch {
+                            changes,
+                            reach: page.reach,
+                        }));
+                    }
+                    if full {
+                        continue;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the change feed cannot read; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn prune(self) {
+        let every =
+            (self.settings.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        let mut shutdown = self.shutdown.clone();
+        while !*shutdown.borrow() {
+            let cutoff = chrono::Utc::now() - self.settings.retention;
+            match self.store.prune_changes(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned the change feed"),
+                Err(error) => tracing::warn!(%error, "pruning the change feed failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// A cursor at the current end of the feed.
+    pub async fn now(&self, site: i64) -> Result<Cursor> {
+        Ok(Cursor {
+            site,
+            after: self.store.feed_horizon().await?,
+            ..Default::default()
+        })
+    }
+
+    /// Fails with CURSOR_EXPIRED if changes after `cursor` were already pruned.
+    pub async fn check_retained(&self, cursor: &Cursor) -> Result<()> {
+        if cursor.after < self.store.feed_pruned_through().await? {
+            return Err(Error::CursorExpired);
+        }
+        Ok(())
+    }
+
+    /// The site's changes after `cursor`, in order, then live ones, with
+    /// heartbeats when idle. The stream ends when the client goes away or the
+    /// server shuts down (with a last heartbeat to resume from).
+    pub fn watch(&self, cursor: Cursor) -> mpsc::Receiver<Result<Item>> {
+        let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+        tokio::spawn(self.clone().run_watcher(cursor, tx));
+        rx
+    }
+
+    async fn run_watcher(self, mut cursor: Cursor, tx: mpsc::Sender<Result<Item>>) {
+        let site = cursor.site;
+        // Subscribe before catching up, so nothing falls between the two.
+        let mut live = self.pages.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        // Sending waits for a slow client, but not past shutdown.
+        let send = |item: Result<Item>| {
+            let tx = tx.clone();
+            let mut shutdown = self.shutdown.clone();
+            async move {
+                tokio::select! {
+                    sent = tx.send(item) => sent.is_ok(),
+                    () = stopped(&mut shutdown) => false,
+                }
+            }
+        };
+        'catch_up: loop {
+            loop {
+                let page = match self
+                    .store
+                    .site_changes_after(site, cursor.after, &cursor.seen, PAGE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(error) => {
+                        send(Err(error)).await;
+                        return;
+                    }
+                };
+                let full = page.changes.len() as i64 >= PAGE;
+                for change in page.changes {
+                    cursor.advance(change.position);
+                    if !send(Ok(Item::Change(Arc::new(change), cursor.clone()))).await {
+                        return;
+                    }
+                }
+                cursor.advance(page.reach);
+                if !full {
+                    break;
+                }
+            }
+            let mut next_beat = Instant::now() + self.settings.heartbeat;
+            loop {
+                tokio::select! {
+                    batch = live.recv() => match batch {
+                        Ok(batch) => {
+                            for change in &batch.changes {
+                                if change.site == site && !cursor.has_seen(change.position) {
+                                    cursor.advance(change.position);
+                                    let item = Item::Change(change.clone(), cursor.clone());
+                                    if !send(Ok(item)).await {
+                                        return;
+                                    }
+                                    next_beat = Instant::now() + self.settings.heartbeat;
+                                }
+                            }
+                            cursor.advance(batch.reach);
+                        }
+                        // Fell behind the broadcast: read the rest from the table.
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue 'catch_up,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = tokio::time::sleep_until(next_beat) => {
+                        if !send(Ok(Item::Heartbeat(cursor.clone()))).await {
+                            return;
+                        }
+                        next_beat = Instant::now() + self.settings.heartbeat;
+                    }
+                    () = stopped(&mut shutdown) => {
+                        // A last cursor to resume from on another replica; then the stream ends.
+                        let _ = tx.try_send(Ok(Item::Heartbeat(cursor.clone())));
+                        return;
+                    }
+                    () = tx.closed() => return,
+                }
+            }
+        }
+    }
+}

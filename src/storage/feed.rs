@@ -1,0 +1,300 @@
+//! The change table as the change feed reads it.
+//!
+//! Feed order is (xid, seq); a reader reads only below the horizon
+//! `pg_snapshot_xmin(pg_current_snapshot())`, where every transaction has
+//! finished, so no change can later appear behind a position already read
+//! (see the notes on `contact_changes` in the first migration).
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::Store;
+use crate::domain::{
+    AddressValue, Company, Contact, ContactData, CustomFieldValue, DateValue, EmailValue, Name,
+    NoteValue, PhoneValue, UrlValue,
+};
+use crate::error::{Error, Result};
+
+/// A position in the feed: every change at or before it is behind the reader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub xid: u64,
+    pub seq: i64,
+}
+
+impl Position {
+    /// Just before the first change of transaction `xid`: the position of a horizon.
+    pub fn before_xid(xid: u64) -> Self {
+        Self { xid, seq: 0 }
+    }
+}
+
+/// The changes a cursor has already seen besides those at or before its
+/// position: those of the transactions visible in a snapshot (a ListContacts
+/// read). `xmax` and `xip` as in `pg_snapshot`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenSnapshot {
+    pub xmax: u64,
+    pub xip: Vec<u64>,
+}
+
+impl SeenSnapshot {
+    /// Whether the snapshot already saw the changes of `xid`.
+    pub fn saw(&self, xid: u64) -> bool {
+        xid < self.xmax && !self.xip.contains(&xid)
+    }
+}
+
+/// One change record.
+#[derive(Debug)]
+pub struct Change {
+    pub position: Position,
+    pub site: i64,
+    pub contact_id: Uuid,
+    /// 1 created, 2 updated, 3 deleted.
+    pub kind: i16,
+    pub changed_fields: Vec<String>,
+    pub version: i64,
+    pub time: DateTime<Utc>,
+    snapshot: Option<String>,
+    contact: OnceLock<Option<Contact>>,
+}
+
+impl Change {
+    /// The contact after the change (none for deletions), parsed once however
+    /// many watchers ask.
+    pub fn contact(&self) -> Option<&Contact> {
+        self.contact
+            .get_or_init(|| {
+                let json = self.snapshot.as_deref()?;
+                match serde_json::from_str::<SnapshotRow>(json) {
+                    Ok(row) => Some(row.into()),
+                    Err(error) => {
+                        tracing::error!(%error, contact = %self.contact_id, "unreadable change snapshot");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// A page of the feed and how far it reaches: every change up to `reach` is
+/// in this page or before it.
+pub struct FeedPage {
+    pub changes: Vec<Change>,
+    pub reach: Position,
+}
+
+const CHANGE_COLUMNS: &str = "xid::text, seq, site_id, contact_id, kind, changed_fields, version, change_time, snapshot::text";
+
+fn change_from_row(row: &Row, at: usize) -> Result<Change> {
+    let xid: String = row.get(at);
+    Ok(Change {
+        position: Position {
+            xid: xid
+                .parse()
+                .map_err(|_| Error::Internal(format!("unreadable xid {xid:?}")))?,
+            seq: row.get(at + 1),
+        },
+        site: row.get(at + 2),
+        contact_id: row.get(at + 3),
+        kind: row.get(at + 4),
+        changed_fields: row.get(at + 5),
+        version: row.get(at + 6),
+        time: row.get(at + 7),
+        snapshot: row.get(at + 8),
+        contact: OnceLock::new(),
+    })
+}
+
+fn page_from_rows(rows: Vec<Row>, after: Position, limit: i64) -> Result<FeedPage> {
+    let horizon: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
+    let horizon = horizon
+        .parse()
+        .map_err(|_| Error::Internal(format!("unreadable horizon {horizon:?}")))?;
+    let mut changes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.get::<_, Option<String>>(1).is_some() {
+            changes.push(change_from_row(row, 1)?);
+        }
+    }
+    let last = changes.last().map_or(after, |c| c.position);
+    // A full page may stop short of the horizon; otherwise it reaches it.
+    let reach = if changes.len() as i64 >= limit {
+        last
+    } else {
+        last.max(Position::before_xid(horizon))
+    };
+    Ok(FeedPage { changes, reach })
+}
+
+impl Store {
+    /// The current horizon as a position: every change before it is readable.
+    pub async fn feed_horizon(&self) -> Result<Position> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+            .await?;
+        let xid: String = row.get(0);
+        Ok(Position::before_xid(xid.parse().map_err(|_| {
+            Error::Internal("unreadable horizon".into())
+        })?))
+    }
+
+    /// Up to `limit` changes of every site after `after`, below the horizon.
+    pub async fn changes_after(&self, after: Position, limit: i64) -> Result<FeedPage> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT h.horizon, c.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon) h \
+             LEFT JOIN LATERAL (SELECT {CHANGE_COLUMNS} FROM contact_changes \
+               WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < h.horizon::xid8 \
+               ORDER BY xid, seq LIMIT $3) c ON true"
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client
+            .query(&statement, &[&after.xid.to_string(), &after.seq, &limit])
+            .await?;
+        page_from_rows(rows, after, limit)
+    }
+
+    /// Up to `limit` changes of `site` after `after` that `seen` did not see,
+    /// below the horizon.
+    pub async fn site_changes_after(
+        &self,
+        site: i64,
+        after: Position,
+        seen: &SeenSnapshot,
+        limit: i64,
+    ) -> Result<FeedPage> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT h.horizon, c.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon) h \
+             LEFT JOIN LATERAL (SELECT {CHANGE_COLUMNS} FROM contact_changes \
+               WHERE site_id = $1 AND (xid, seq) > ($2::text::xid8, $3) AND xid < h.horizon::xid8 \
+               AND NOT (xid < $4::text::xid8 AND xid <> ALL($5::text[]::xid8[])) \
+               ORDER BY xid, seq LIMIT $6) c ON true"
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        let xip: Vec<String> = seen.xip.iter().map(u64::to_string).collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &site,
+            &after.xid.to_string(),
+            &after.seq,
+            &seen.xmax.to_string(),
+            &xip,
+            &limit,
+        ];
+        let rows = client.query(&statement, &params).await?;
+        page_from_rows(rows, after, limit)
+    }
+
+    /// The position up to which the feed has been pruned.
+    pub async fn feed_pruned_through(&self) -> Result<Position> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT pruned_xid::text, pruned_seq FROM feed_state", &[])
+            .await?;
+        let xid: String = row.get(0);
+        Ok(Position {
+            xid: xid.parse().unwrap_or_default(),
+            seq: row.get(1),
+        })
+    }
+
+    /// Deletes the oldest changes recorded before `cutoff`, in feed order, and
+    /// records how far it got. Returns how many it deleted.
+    pub async fn prune_changes(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let client = self.client().await?;
+        let mut deleted = 0;
+        loop {
+            // The oldest changes in feed order, up to the first one still kept.
+            let rows = client
+                .query(
+                    "SELECT xid::text, seq, change_time < $1 FROM contact_changes ORDER BY xid, seq LIMIT 5000",
+                    &[&cutoff],
+                )
+                .await?;
+            let Some(boundary) = rows.iter().take_while(|r| r.get::<_, bool>(2)).last() else {
+                return Ok(deleted);
+            };
+            let (xid, seq): (String, i64) = (boundary.get(0), boundary.get(1));
+            let n = client
+                .execute(
+                    "WITH d AS (DELETE FROM contact_changes WHERE (xid, seq) <= ($1::text::xid8, $2)) \
+                     UPDATE feed_state SET pruned_xid = $1::text::xid8, pruned_seq = $2 \
+                     WHERE (pruned_xid, pruned_seq) < ($1::text::xid8, $2)",
+                    &[&xid, &seq],
+                )
+                .await?;
+            let batch = rows.iter().take_while(|r| r.get::<_, bool>(2)).count() as u64;
+            deleted += batch;
+            if n == 0 || batch < 5000 {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+/// A change's snapshot: the contact row as `to_jsonb` wrote it.
+#[derive(Deserialize)]
+struct SnapshotRow {
+    id: Uuid,
+    version: i64,
+    name_prefix: String,
+    name_first: String,
+    name_middle: String,
+    name_last: String,
+    name_suffix: String,
+    company_name: String,
+    company_role: String,
+    picture: String,
+    emails: Vec<EmailValue>,
+    phones: Vec<PhoneValue>,
+    addresses: Vec<AddressValue>,
+    urls: Vec<UrlValue>,
+    dates: Vec<DateValue>,
+    notes: Vec<NoteValue>,
+    custom_fields: Vec<CustomFieldValue>,
+    tags: Vec<String>,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl From<SnapshotRow> for Contact {
+    fn from(r: SnapshotRow) -> Self {
+        Contact {
+            id: r.id,
+            version: r.version,
+            data: ContactData {
+                name: Name {
+                    prefix: r.name_prefix,
+                    first: r.name_first,
+                    middle: r.name_middle,
+                    last: r.name_last,
+                    suffix: r.name_suffix,
+                },
+                company: Company {
+                    name: r.company_name,
+                    role: r.company_role,
+                },
+                picture: r.picture,
+                emails: r.emails,
+                phones: r.phones,
+                addresses: r.addresses,
+                urls: r.urls,
+                dates: r.dates,
+                notes: r.notes,
+                custom_fields: r.custom_fields,
+                tags: r.tags,
+            },
+            create_time: r.create_time,
+            update_time: r.update_time,
+        }
+    }
+}

@@ -1,0 +1,514 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use contactsd::pb;
+use contactsd::pb::EventType;
+use prost_types::FieldMask;
+use rand::Rng;
+use tonic::{Code, Streaming};
+use tonic_types::StatusExt;
+
+use crate::helpers::*;
+
+async fn watch(client: &mut Client, start_after: &str) -> Streaming<pb::ContactEvent> {
+    let request = pb::WatchContactsRequest {
+        start_after: start_after.into(),
+        ..Default::default()
+    };
+    client
+        .watch_contacts(request)
+        .await
+        .expect("the watch starts")
+        .into_inner()
+}
+
+/// The next event that is not a heartbeat, within 10 s (heartbeats do not extend the wait).
+async fn next_change(stream: &mut Streaming<pb::ContactEvent>) -> pb::ContactEvent {
+    let wait = async {
+        loop {
+            let event = stream
+                .message()
+                .await
+                .expect("the stream is healthy")
+                .expect("the stream is open");
+            if event.r#type() != EventType::Heartbeat {
+                return event;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("a change arrives in time")
+}
+
+/// Records a change the way a writer's transaction does, in `tx`, which the
+/// test commits or rolls back when it chooses.
+async fn record_change(tx: &tokio_postgres::Transaction<'_>, site: i64, contact: uuid::Uuid) {
+    tx.execute(
+        "INSERT INTO contact_changes (site_id, contact_id, kind, changed_fields, version, app) \
+         VALUES ($1, $2, 2, '{}', 1, 'writer')",
+        &[&site, &contact],
+    )
+    .await
+    .unwrap();
+}
+
+/// A cursor at the current end of the feed, taken from a heartbeat.
+async fn current_cursor(client: &mut Client) -> String {
+    let mut stream = watch(client, "").await;
+    loop {
+        let event = stream.message().await.unwrap().unwrap();
+        if event.r#type() == EventType::Heartbeat {
+            return event.cursor;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_watcher_receives_created_updated_and_deleted_events_in_order() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let mut stream = watch(&mut client, "").await;
+
+    let created = create(
+        &mut client,
+        pb::Contact {
+            name: name("Dana", ""),
+            ..with_email("dana@example.com")
+        },
+    )
+    .await;
+    let updated = create(
+        &mut client,
+        pb::Contact {
+            tags: vec!["vip".into()],
+            ..with_email("dana@example.com")
+        },
+    )
+    .await;
+    client
+        .delete_contact(pb::DeleteContactRequest {
+            id: created.contact_id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+
+    let first = next_change(&mut stream).await;
+    assert_eq!(first.r#type(), EventType::Created);
+    assert_eq!(first.contact_id, created.contact_id);
+    assert_eq!(first.etag, created.etag);
+    let fields = first.changed_fields.unwrap().paths;
+    assert!(
+        fields.contains(&"emails".to_string()) && fields.contains(&"name.first".to_string()),
+        "{fields:?}"
+    );
+    assert!(first.event_time.is_some() && !first.cursor.is_empty());
+    assert!(
+        first.contact.is_none(),
+        "the contact comes only when asked for"
+    );
+
+    let second = next_change(&mut stream).await;
+    assert_eq!(second.r#type(), EventType::Updated);
+    assert_eq!(second.changed_fields.unwrap().paths, ["tags"]);
+    assert_eq!(second.etag, updated.etag);
+
+    let third = next_change(&mut stream).await;
+    assert_eq!(third.r#type(), EventType::Deleted);
+    assert_eq!(third.contact_id, created.contact_id);
+}
+
+#[tokio::test]
+async fn include_contact_sends_the_contact_as_it_was_after_each_change_with_the_mask() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let request = pb::WatchContactsRequest {
+        include_contact: true,
+        read_mask: Some(FieldMask {
+            paths: vec!["name.first".into(), "tags".into()],
+        }),
+        ..Default::default()
+    };
+    let mut stream = client.watch_contacts(request).await.unwrap().into_inner();
+
+    create(
+        &mut client,
+        pb::Contact {
+            name: name("Dana", "Levi"),
+            ..with_email("dana@example.com")
+        },
+    )
+    .await;
+    create(
+        &mut client,
+        pb::Contact {
+            tags: vec!["vip".into()],
+            ..with_email("dana@example.com")
+        },
+    )
+    .await;
+
+    let first = next_change(&mut stream)
+        .await
+        .contact
+        .expect("the contact is included");
+    assert_eq!(
+        first.name.unwrap(),
+        pb::Name {
+            first: "Dana".into(),
+            ..Default::default()
+        }
+    );
+    assert!(
+        first.tags.is_empty() && first.emails.is_empty(),
+        "as it was then, masked"
+    );
+    let second = next_change(&mut stream).await.contact.unwrap();
+    assert_eq!(second.tags, ["vip"]);
+}
+
+#[tokio::test]
+async fn resuming_from_a_cursor_delivers_exactly_the_changes_after_it() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let mut stream = watch(&mut client, "").await;
+    for i in 0..2 {
+        create(&mut client, with_email(&format!("a{i}@example.com"))).await;
+    }
+    next_change(&mut stream).await;
+    let cursor = next_change(&mut stream).await.cursor;
+    drop(stream);
+
+    let later: Vec<_> = {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(
+                create(&mut client, with_email(&format!("b{i}@example.com")))
+                    .await
+                    .contact_id,
+            );
+        }
+        ids
+    };
+
+    let mut resumed = watch(&mut client, &cursor).await;
+    for id in &later {
+        assert_eq!(&next_change(&mut resumed).await.contact_id, id);
+    }
+    // Nothing else follows: the next event is a heartbeat.
+    let next = tokio::time::timeout(Duration::from_secs(5), resumed.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.r#type(), EventType::Heartbeat);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_committed_change_is_skipped_when_writers_commit_out_of_order_and_rollbacks_never_appear()
+ {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let site: i64 = app
+        .query_i64("SELECT id FROM sites WHERE name = 'acme'")
+        .await;
+    let mut stream = watch(&mut client, "").await;
+
+    // Eight writers whose transactions take their sequence numbers first and
+    // commit after random delays, so commits land out of sequence order; a
+    // quarter of them roll back. Real RPC writes run alongside.
+    let writers = (0..8).map(|w| {
+        let url = app.database_url();
+        tokio::spawn(async move {
+            let (mut db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let mut committed = Vec::new();
+            for i in 0..12 {
+                let id = uuid::Uuid::new_v4();
+                let delay = rand::rng().random_range(0..40) as f64 / 1000.0;
+                let rollback = rand::rng().random_range(0..4) == 0;
+                let tx = db.transaction().await.unwrap();
+                record_change(&tx, site, id).await;
+                tx.execute("SELECT pg_sleep($1)", &[&delay]).await.unwrap();
+                if rollback {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                    committed.push(id.to_string());
+                }
+                let _ = (w, i);
+            }
+            committed
+        })
+    });
+    let rpc = {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..20 {
+                ids.push(
+                    create(&mut client, with_email(&format!("rpc{i}@example.com")))
+                        .await
+                        .contact_id,
+                );
+            }
+            ids
+        })
+    };
+    let mut expected: HashSet<String> = HashSet::new();
+    for writer in writers {
+        expected.extend(writer.await.unwrap());
+    }
+    expected.extend(rpc.await.unwrap());
+    let in_table = app
+        .query_i64(&format!(
+            "SELECT count(*) FROM contact_changes WHERE site_id = {site}"
+        ))
+        .await;
+    assert_eq!(
+        in_table as usize,
+        expected.len(),
+        "the table holds exactly the committed changes"
+    );
+
+    let mut received = HashSet::new();
+    while received.len() < expected.len() {
+        let event = next_change(&mut stream).await;
+        assert!(
+            expected.contains(&event.contact_id),
+            "a rolled-back or unknown change was delivered"
+        );
+        assert!(
+            received.insert(event.contact_id),
+            "a change was delivered twice"
+        );
+    }
+    assert_eq!(received, expected);
+}
+
+#[tokio::test]
+async fn a_reconcile_that_changes_nothing_produces_no_event() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    create(&mut client, with_email("dana@example.com")).await;
+    let mut stream = watch(&mut client, "").await;
+
+    create(&mut client, with_email("dana@example.com")).await;
+    let real = create(&mut client, with_email("other@example.com")).await;
+
+    assert_eq!(next_change(&mut stream).await.contact_id, real.contact_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn list_then_watch_from_the_watch_cursor_misses_nothing_and_repeats_nothing() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let listed = create(&mut client, with_email("listed@example.com")).await;
+    let site: i64 = app
+        .query_i64("SELECT id FROM sites WHERE name = 'acme'")
+        .await;
+
+    // A write in flight while the list is read: not in the list, so it must come on the watch.
+    let mut db = app.db().await;
+    let in_flight = db.transaction().await.unwrap();
+    let in_flight_id = uuid::Uuid::new_v4();
+    record_change(&in_flight, site, in_flight_id).await;
+    let page = client
+        .list_contacts(pb::ListContactsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.contacts.len(), 1);
+    assert!(!page.watch_cursor.is_empty());
+    in_flight.commit().await.unwrap();
+    let after = create(&mut client, with_email("after@example.com")).await;
+
+    let mut stream = watch(&mut client, &page.watch_cursor).await;
+    let mut ids = vec![
+        next_change(&mut stream).await.contact_id,
+        next_change(&mut stream).await.contact_id,
+    ];
+    ids.sort();
+    let mut expected = vec![in_flight_id.to_string(), after.contact_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(
+        !ids.contains(&listed.contact_id),
+        "what the list showed is not repeated"
+    );
+}
+
+#[tokio::test]
+async fn a_change_written_through_one_replica_reaches_watchers_of_another() {
+    let a = spawn_app().await;
+    let b = spawn_replica(&a).await;
+    let key = a.key("acme", "read,write").await;
+    let mut via_a = a.client_with_key(&key).await;
+    let mut via_b = b.client_with_key(&key).await;
+    let mut stream = watch(&mut via_b, "").await;
+
+    let created = create(&mut via_a, with_email("dana@example.com")).await;
+
+    assert_eq!(
+        next_change(&mut stream).await.contact_id,
+        created.contact_id
+    );
+}
+
+#[tokio::test]
+async fn a_stream_ends_cleanly_at_shutdown_and_resumes_on_another_replica() {
+    let mut a = spawn_app().await;
+    let b = spawn_replica(&a).await;
+    let key = a.key("acme", "read,write").await;
+    let mut via_a = a.client_with_key(&key).await;
+    let mut via_b = b.client_with_key(&key).await;
+    let mut stream = watch(&mut via_a, "").await;
+    create(&mut via_b, with_email("one@example.com")).await;
+    let mut cursor = next_change(&mut stream).await.cursor;
+
+    a.shut_down();
+    // The stream ends (a clean end, not an error) within the wait, after a last heartbeat.
+    let drained = async {
+        while let Some(message) = stream
+            .message()
+            .await
+            .expect("the stream ends without an error")
+        {
+            cursor = message.cursor;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), drained)
+        .await
+        .expect("the stream ends at shutdown");
+
+    let two = create(&mut via_b, with_email("two@example.com")).await;
+    let mut resumed = watch(&mut via_b, &cursor).await;
+    assert_eq!(next_change(&mut resumed).await.contact_id, two.contact_id);
+}
+
+#[tokio::test]
+async fn idle_streams_send_heartbeats_with_a_cursor_to_resume_from() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let cursor = current_cursor(&mut client).await;
+    assert!(!cursor.is_empty());
+
+    let created = create(&mut client, with_email("dana@example.com")).await;
+    let mut resumed = watch(&mut client, &cursor).await;
+    assert_eq!(
+        next_change(&mut resumed).await.contact_id,
+        created.contact_id
+    );
+}
+
+#[tokio::test]
+async fn a_watcher_never_sees_another_sites_changes_or_accepts_its_cursors() {
+    let app = spawn_app().await;
+    let mut acme = app.client("acme").await;
+    let mut globex = app.client("globex").await;
+    let mut stream = watch(&mut globex, "").await;
+
+    create(&mut acme, with_email("dana@example.com")).await;
+    let ours = create(&mut globex, with_email("dana@example.com")).await;
+    assert_eq!(next_change(&mut stream).await.contact_id, ours.contact_id);
+
+    let acme_cursor = current_cursor(&mut acme).await;
+    let request = pb::WatchContactsRequest {
+        start_after: acme_cursor,
+        ..Default::default()
+    };
+    assert_invalid(
+        globex.watch_contacts(request).await.map(drop),
+        "start_after",
+    );
+}
+
+#[tokio::test]
+async fn watching_needs_the_read_scope_and_a_well_formed_cursor() {
+    let app = spawn_app().await;
+    let mut writer = app.client_with_key(&app.key("acme", "write").await).await;
+    assert_code(
+        writer
+            .watch_contacts(pb::WatchContactsRequest::default())
+            .await
+            .map(drop),
+        Code::PermissionDenied,
+    );
+
+    let mut reader = app.client("acme").await;
+    let request = pb::WatchContactsRequest {
+        start_after: "not-a-cursor".into(),
+        ..Default::default()
+    };
+    assert_invalid(
+        reader.watch_contacts(request).await.map(drop),
+        "start_after",
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_retention_is_out_of_range_with_cursor_expired() {
+    let app = spawn_app_with(contactsd::feed::FeedSettings {
+        retention: Duration::from_secs(1),
+        heartbeat: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let mut client = app.client("acme").await;
+    let mut stream = watch(&mut client, "").await;
+    create(&mut client, with_email("a@example.com")).await;
+    let old = next_change(&mut stream).await.cursor;
+    create(&mut client, with_email("b@example.com")).await;
+
+    // The pruner runs every second and removes changes older than one.
+    let mut status = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let request = pb::WatchContactsRequest {
+            start_after: old.clone(),
+            ..Default::default()
+        };
+        if let Err(error) = client.watch_contacts(request).await {
+            status = Some(error);
+            break;
+        }
+    }
+    let status = status.expect("the old cursor expires");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(
+        status.get_details_error_info().unwrap().reason,
+        "CURSOR_EXPIRED"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_watcher_still_receives_every_change_in_order() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let mut stream = watch(&mut client, "").await;
+
+    // Writes pile up while the watcher reads nothing.
+    let calls = (0..400).map(|i| {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            create(&mut client, with_email(&format!("s{i}@example.com")))
+                .await
+                .contact_id
+        })
+    });
+    let created: HashSet<String> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+
+    let mut received = Vec::new();
+    while received.len() < created.len() {
+        received.push(next_change(&mut stream).await.contact_id);
+    }
+    let unique: HashSet<String> = received.iter().cloned().collect();
+    assert_eq!(unique, created);
+}
