@@ -14,15 +14,16 @@
 
 pub mod cursor;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::domain::etag_of;
 use crate::error::{Error, Result};
 use crate::storage::Store;
-use crate::storage::feed::{Change, Position};
+use crate::storage::feed::{Change, Position, SeenSnapshot};
 use cursor::Cursor;
 
 /// Changes per reader poll and per catch-up read.
@@ -57,17 +58,45 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// What a watcher's stream carries.
+/// What a watcher's stream carries, cursors already encoded.
 pub enum Item {
     /// A change, and the cursor just after it.
-    Change(Arc<Change>, Cursor),
+    Change(Arc<Event>, String),
     /// Nothing happened; the current cursor.
-    Heartbeat(Cursor),
+    Heartbeat(String),
+}
+
+/// A change with what every watcher sends of it computed once, not once per
+/// watcher: with a thousand watchers, that is most of the fan-out's work.
+pub struct Event {
+    pub change: Change,
+    pub contact_id: String,
+    /// The contact's etag after the change; empty for a deletion.
+    pub etag: String,
+    /// The cursor just after this change, for watchers with nothing else to
+    /// remember (all of a site's live watchers share it).
+    cursor: OnceLock<String>,
+}
+
+impl Event {
+    fn new(change: Change) -> Arc<Self> {
+        let etag = if change.kind == 3 {
+            String::new()
+        } else {
+            etag_of(change.contact_id, change.version)
+        };
+        Arc::new(Self {
+            contact_id: change.contact_id.to_string(),
+            etag,
+            change,
+            cursor: OnceLock::new(),
+        })
+    }
 }
 
 /// A page the reader broadcast: its changes, and how far it reaches.
 struct Batch {
-    changes: Vec<Arc<Change>>,
+    changes: Vec<Arc<Event>>,
     reach: Position,
 }
 
@@ -108,7 +137,7 @@ impl Feed {
                     let full = page.changes.len() as i64 >= PAGE;
                     if page.reach > after {
                         after = page.reach;
-                        let changes = page.changes.into_iter().map(Arc::new).collect();
+                        let changes = page.changes.into_iter().map(Event::new).collect();
                         // No receivers is fine: nobody is watching.
                         let _ = self.pages.send(Arc::new(Batch {
                             changes,
@@ -175,8 +204,19 @@ impl Feed {
         rx
     }
 
+    /// The encoded cursor just after `event`, shared when it can be.
+    fn cursor_after(&self, event: &Event, cursor: &Cursor) -> String {
+        let secret = self.store.secret();
+        if cursor.seen == SeenSnapshot::default() && cursor.after == event.change.position {
+            event.cursor.get_or_init(|| cursor.encode(secret)).clone()
+        } else {
+            cursor.encode(secret)
+        }
+    }
+
     async fn run_watcher(self, mut cursor: Cursor, tx: mpsc::Sender<Result<Item>>) {
         let site = cursor.site;
+        let secret = self.store.secret().to_vec();
         // Subscribe before catching up, so nothing falls between the two.
         let mut live = self.pages.subscribe();
         let mut shutdown = self.shutdown.clone();
@@ -207,7 +247,9 @@ impl Feed {
                 let full = page.changes.len() as i64 >= PAGE;
                 for change in page.changes {
                     cursor.advance(change.position);
-                    if !send(Ok(Item::Change(Arc::new(change), cursor.clone()))).await {
+                    let event = Event::new(change);
+                    let text = self.cursor_after(&event, &cursor);
+                    if !send(Ok(Item::Change(event, text))).await {
                         return;
                     }
                 }
@@ -221,10 +263,10 @@ impl Feed {
                 tokio::select! {
                     batch = live.recv() => match batch {
                         Ok(batch) => {
-                            for change in &batch.changes {
-                                if change.site == site && !cursor.has_seen(change.position) {
-                                    cursor.advance(change.position);
-                                    let item = Item::Change(change.clone(), cursor.clone());
+                            for event in &batch.changes {
+                                if event.change.site == site && !cursor.has_seen(event.change.position) {
+                                    cursor.advance(event.change.position);
+                                    let item = Item::Change(event.clone(), self.cursor_after(event, &cursor));
                                     if !send(Ok(item)).await {
                                         return;
                                     }
@@ -238,14 +280,14 @@ impl Feed {
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     () = tokio::time::sleep_until(next_beat) => {
-                        if !send(Ok(Item::Heartbeat(cursor.clone()))).await {
+                        if !send(Ok(Item::Heartbeat(cursor.encode(&secret)))).await {
                             return;
                         }
                         next_beat = Instant::now() + self.settings.heartbeat;
                     }
                     () = stopped(&mut shutdown) => {
                         // A last cursor to resume from on another replica; then the stream ends.
-                        let _ = tx.try_send(Ok(Item::Heartbeat(cursor.clone())));
+                        let _ = tx.try_send(Ok(Item::Heartbeat(cursor.encode(&secret))));
                         return;
                     }
                     () = tx.closed() => return,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{
     AddressValue, Company, Contact, ContactData, CustomFieldValue, DateValue, Email, EmailStatus,
     EmailValue, Field, Invalid, Limits, Name, NewValue, NoteValue, Phone, PhoneValue, ReadMask,
-    Region, Rejected, Replacement, UrlValue, WebUrl, etag_of, parse_date, parse_text,
+    Region, Rejected, Replacement, UrlValue, WebUrl, parse_date, parse_text,
 };
 use crate::error::{Error, FieldViolation, Result};
 use crate::feed::Item;
@@ -576,20 +576,16 @@ impl From<CustomFieldValue> for pb::CustomField {
 }
 
 /// A feed item as the wire event; `include` adds the contact after the change.
-pub(crate) fn event_to_pb(
-    item: Item,
-    secret: &[u8],
-    include: bool,
-    mask: ReadMask,
-) -> pb::ContactEvent {
+pub(crate) fn event_to_pb(item: Item, include: bool, mask: ReadMask) -> pb::ContactEvent {
     match item {
         Item::Heartbeat(cursor) => pb::ContactEvent {
-            cursor: cursor.encode(secret),
+            cursor,
             r#type: pb::EventType::Heartbeat.into(),
             event_time: Some(timestamp(Utc::now())),
             ..Default::default()
         },
-        Item::Change(change, cursor) => {
+        Item::Change(event, cursor) => {
+            let change = &event.change;
             let kind = match change.kind {
                 1 => pb::EventType::Created,
                 3 => pb::EventType::Deleted,
@@ -597,9 +593,9 @@ pub(crate) fn event_to_pb(
             };
             let deleted = kind == pb::EventType::Deleted;
             pb::ContactEvent {
-                cursor: cursor.encode(secret),
+                cursor,
                 r#type: kind.into(),
-                contact_id: change.contact_id.to_string(),
+                contact_id: event.contact_id.clone(),
                 changed_fields: (!deleted).then(|| prost_types::FieldMask {
                     paths: change.changed_fields.clone(),
                 }),
@@ -607,12 +603,7 @@ pub(crate) fn event_to_pb(
                     .then(|| change.contact().cloned().map(|c| contact_to_pb(c, mask)))
                     .flatten(),
                 event_time: Some(timestamp(change.time)),
-                // A deleted contact has no etag after the change.
-                etag: if deleted {
-                    String::new()
-                } else {
-                    etag_of(change.contact_id, change.version)
-                },
+                etag: event.etag.clone(),
             }
         }
     }

@@ -217,12 +217,12 @@ impl ContactsApi {
         };
         self.feed.check_retained(&cursor).await?;
 
-        let (secret, include) = (secret.to_vec(), request.include_contact);
+        let include = request.include_contact;
         let items = tokio_stream::wrappers::ReceiverStream::new(self.feed.watch(cursor));
         Ok(Box::pin(futures::StreamExt::map(
             items,
             move |item| match item {
-                Ok(item) => Ok(event_to_pb(item, &secret, include, mask)),
+                Ok(item) => Ok(event_to_pb(item, include, mask)),
                 Err(error) => Err(Status::from(error)),
             },
         )))

@@ -55,6 +55,12 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
             assert!(report[key].as_f64().unwrap() > 0.0, "{key} of {report}");
         }
         assert_eq!(report["rpc_errors"], 0, "{report}\n{stderr}");
+        if report["scenario"] == "watch" {
+            assert_eq!(
+                report["complete_watchers"], 20,
+                "every watcher gets every change: {report}"
+            );
+        }
         assert_eq!(report["baseline_errors"], 0, "{report}\n{stderr}");
     }
 }

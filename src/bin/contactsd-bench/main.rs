@@ -5,6 +5,7 @@
 
 mod scenarios;
 mod seed;
+mod watch;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -66,6 +67,12 @@ struct Args {
     /// Print one JSON object per scenario on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Watchers the watch scenario opens.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Changes per second the watch scenario writes while they watch.
+    #[arg(long, default_value_t = 200.0)]
+    watch_rate: f64,
     /// contactsd's process id, to report its peak resident memory per scenario.
     #[arg(long, env = "CONTACTS_SERVER_PID")]
     server_pid: Option<u32>,
@@ -84,7 +91,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 /// What the phases share.
-struct Fixture {
+pub struct Fixture {
     site: i64,
     app: Arc<str>,
     channels: Vec<Channel>,
@@ -186,6 +193,14 @@ async fn run(args: Args) -> Result<(), String> {
     for scenario in scenarios {
         if scenario.grows_contacts() {
             trim_tags(&admin, &fixture).await?;
+        }
+        if scenario == Scenario::Watch {
+            let (row, json) = measure_watch(&args, &fixture, &admin, concurrency).await?;
+            eprintln!("{row}");
+            if args.json {
+                println!("{json}");
+            }
+            continue;
         }
         let report = measure(&args, &fixture, &admin, scenario, concurrency).await?;
         eprintln!("{}", report.row());
@@ -391,24 +406,13 @@ async fn run_phase(
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for id in 0..concurrency {
-        let mut worker = Worker {
-            scenario,
-            site: fixture.site,
-            app: fixture.app.clone(),
-            targets: fixture.targets.clone(),
-            id,
-            workers: concurrency,
-            nonce: fixture.nonce,
-            etags: etags
-                .iter()
-                .skip(id)
-                .step_by(concurrency)
-                .cloned()
-                .collect(),
-            deep_after: fixture.deep_after,
-            secret: fixture.secret.clone(),
-            scan: (String::new(), 0),
-        };
+        let etags = etags
+            .iter()
+            .skip(id)
+            .step_by(concurrency)
+            .cloned()
+            .collect();
+        let mut worker = Worker::new(fixture, scenario, id, concurrency, etags);
         let channel = fixture.channels[id % fixture.channels.len()].clone();
         let mut client = ContactsServiceClient::with_interceptor(channel, fixture.auth.clone());
         let pool = fixture.pool.clone();
@@ -461,6 +465,100 @@ async fn run_phase(
     }
     total.seconds = started.elapsed().as_secs_f64();
     Ok(total)
+}
+
+impl Worker {
+    pub fn new(
+        fixture: &Fixture,
+        scenario: Scenario,
+        id: usize,
+        workers: usize,
+        etags: Vec<(Uuid, String)>,
+    ) -> Self {
+        Worker {
+            scenario,
+            site: fixture.site,
+            app: fixture.app.clone(),
+            targets: fixture.targets.clone(),
+            id,
+            workers,
+            nonce: fixture.nonce,
+            etags,
+            deep_after: fixture.deep_after,
+            secret: fixture.secret.clone(),
+            scan: (String::new(), 0),
+        }
+    }
+}
+
+/// The watch scenario: reconcile-new without watchers, then with them
+/// attached, and delivery while writers keep a steady rate.
+async fn measure_watch(
+    args: &Args,
+    fixture: &Fixture,
+    admin: &tokio_postgres::Client,
+    concurrency: usize,
+) -> Result<(String, String), String> {
+    let rss = RssSampler::start(args.server_pid);
+    let phase = Duration::from_secs_f64(args.duration);
+    let counter = Arc::new(AtomicU64::new(0));
+    // Closed-loop reconcile-new: once alone, once with the watchers attached.
+    let writes = || {
+        run_phase(
+            fixture,
+            admin,
+            Scenario::Watch,
+            Side::Rpc,
+            concurrency,
+            phase,
+            &counter,
+        )
+    };
+    let without = writes().await?;
+    let outcome =
+        watch::deliver(&args.addr, fixture, args.watchers, args.watch_rate, phase).await?;
+    let with = writes().await?;
+    for stream in &outcome.streams {
+        stream.abort();
+    }
+    let rss = rss.stop();
+    let ratio = with.per_second() / without.per_second().max(1e-9);
+    let ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1000.0;
+    let row = format!(
+        "{:<15} {:>7.0} (reconcile-new with {} watchers) | {:>6.0} (without) | {:>5.2} {:>7} {:>8}\n  \
+         delivery: {}/{} watchers got all {} changes written at {}/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "watch",
+        with.per_second(),
+        outcome.watchers,
+        without.per_second(),
+        ratio,
+        with.errors + without.errors,
+        rss.map_or("-".into(), |m| format!("{m:.0}")),
+        outcome.complete,
+        outcome.watchers,
+        outcome.changes,
+        args.watch_rate,
+        ms(0.5),
+        ms(0.99),
+        outcome.latency.max() as f64 / 1000.0,
+    );
+    let json = serde_json::json!({
+        "scenario": "watch",
+        "rpc_per_s": with.per_second(),
+        "baseline_per_s": without.per_second(),
+        "ratio": ratio,
+        "p50_ms": ms(0.5),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "watchers": outcome.watchers,
+        "complete_watchers": outcome.complete,
+        "changes": outcome.changes,
+        "rpc_errors": with.errors,
+        "baseline_errors": without.errors,
+        "server_rss_mib": rss,
+    })
+    .to_string();
+    Ok((row, json))
 }
 
 /// The current etags of the override targets.

@@ -40,6 +40,9 @@ pub enum Scenario {
     ListDeep,
     /// Walks the whole site in pages of 500 (mask name,emails); one op is one page.
     ListScan,
+    /// Watchers on the feed while writers create contacts at a steady rate:
+    /// delivery, latency, and reconcile-new throughput with and without them.
+    Watch,
 }
 
 impl Scenario {
@@ -62,6 +65,7 @@ impl Scenario {
             Self::ListFirst => "list-first",
             Self::ListDeep => "list-deep",
             Self::ListScan => "list-scan",
+            Self::Watch => "watch",
         }
     }
 
@@ -105,7 +109,7 @@ impl Worker {
         &self.targets[self.id * n + (i as usize % n.max(1))]
     }
 
-    fn new_contact(&self, i: u64) -> ContactData {
+    pub fn new_contact(&self, i: u64) -> ContactData {
         let line =
             (u64::from(self.nonce) * 31 + self.id as u64 * 1_000_003 + i) % 9_000_000 + 1_000_000;
         ContactData {
@@ -165,8 +169,8 @@ impl Worker {
     /// One RPC of the scenario.
     pub async fn rpc(&mut self, client: &mut Client, i: u64) -> Result<(), tonic::Status> {
         match self.scenario {
-            Scenario::ReconcileNew | Scenario::ReconcileMerge => {
-                let data = if self.scenario == Scenario::ReconcileNew {
+            Scenario::ReconcileNew | Scenario::ReconcileMerge | Scenario::Watch => {
+                let data = if self.scenario != Scenario::ReconcileMerge {
                     self.new_contact(i)
                 } else {
                     self.merge_report(i)
@@ -299,9 +303,11 @@ impl Worker {
         }
         let tx = Tx::start(client).await?;
         let result = match self.scenario {
-            Scenario::ReconcileNew => contacts::reconcile(&tx, site, &app, self.new_contact(i))
-                .await
-                .map(drop),
+            Scenario::ReconcileNew | Scenario::Watch => {
+                contacts::reconcile(&tx, site, &app, self.new_contact(i))
+                    .await
+                    .map(drop)
+            }
             Scenario::ReconcileMerge => contacts::reconcile(&tx, site, &app, self.merge_report(i))
                 .await
                 .map(drop),
@@ -339,7 +345,7 @@ impl Worker {
 }
 
 /// A report as an app would send it.
-fn report_to_pb(data: ContactData) -> pb::Contact {
+pub fn report_to_pb(data: ContactData) -> pb::Contact {
     pb::Contact {
         name: Some(pb::Name {
             first: data.name.first,
