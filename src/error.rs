@@ -47,8 +47,6 @@ pub enum Error {
     Unauthenticated(&'static str),
     #[error("{0}")]
     PermissionDenied(String),
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
     /// The database cannot be reached; the call may be retried.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -109,9 +107,6 @@ impl From<Error> for Status {
             ),
             Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),
-            Error::Unimplemented(what) => {
-                Status::unimplemented(format!("{what} is not implemented yet"))
-            }
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::domain::etag_of;
 use crate::error::{Error, Result};
 use crate::storage::Store;
-use crate::storage::feed::{Change, Position, SeenSnapshot};
+use crate::storage::feed::{Change, FeedPage, Position, SeenSnapshot};
 use cursor::Cursor;
 
 /// Changes per reader poll and per catch-up read.
@@ -214,6 +214,18 @@ impl Feed {
         }
     }
 
+    /// The site's next changes from the table. Pruning may have run while the
+    /// page was read: if it passed where the page started, rows may be gone,
+    /// so the stream ends with CURSOR_EXPIRED rather than skip them.
+    async fn catch_up_page(&self, cursor: &Cursor) -> Result<FeedPage> {
+        let page = self
+            .store
+            .site_changes_after(cursor.site, cursor.after, &cursor.seen, PAGE)
+            .await?;
+        self.check_retained(cursor).await?;
+        Ok(page)
+    }
+
     async fn run_watcher(self, mut cursor: Cursor, tx: mpsc::Sender<Result<Item>>) {
         let site = cursor.site;
         let secret = self.store.secret().to_vec();
@@ -233,11 +245,7 @@ impl Feed {
         };
         'catch_up: loop {
             loop {
-                let page = match self
-                    .store
-                    .site_changes_after(site, cursor.after, &cursor.seen, PAGE)
-                    .await
-                {
+                let page = match self.catch_up_page(&cursor).await {
                     Ok(page) => page,
                     Err(error) => {
                         send(Err(error)).await;
