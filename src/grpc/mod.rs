@@ -212,10 +212,13 @@ impl ContactsApi {
         };
         fields.finish(())?;
         let cursor = match cursor {
-            Some(cursor) => cursor,
+            Some(cursor) => {
+                self.feed.check_retained(&cursor).await?;
+                cursor
+            }
+            // A cursor at the end of the feed cannot have expired.
             None => self.feed.now(caller.site_id).await?,
         };
-        self.feed.check_retained(&cursor).await?;
 
         let include = request.include_contact;
         let items = tokio_stream::wrappers::ReceiverStream::new(self.feed.watch(cursor));
