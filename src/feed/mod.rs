@@ -178,13 +178,14 @@ impl Feed {
         }
     }
 
-    /// A cursor at the current end of the feed.
+    /// A cursor at the current end of the feed: everything committed so far
+    /// counts as seen. Not merely the horizon: the horizon is cluster-wide and
+    /// a long transaction anywhere holds it back, so changes committed before
+    /// the watch began would come again.
     pub async fn now(&self, site: i64) -> Result<Cursor> {
-        Ok(Cursor {
-            site,
-            after: self.store.feed_horizon().await?,
-            ..Default::default()
-        })
+        let snapshot = self.store.feed_snapshot().await?;
+        Cursor::from_snapshot(site, &snapshot)
+            .ok_or_else(|| Error::Internal(format!("unreadable snapshot {snapshot:?}")))
     }
 
     /// Fails with CURSOR_EXPIRED if changes after `cursor` were already pruned.

@@ -147,6 +147,16 @@ impl Store {
         })?))
     }
 
+    /// The current snapshot (`xmin:xmax:xip,…`): what a watch starting now has seen.
+    pub async fn feed_snapshot(&self) -> Result<String> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Up to `limit` changes of every site after `after`, below the horizon.
     pub async fn changes_after(&self, after: Position, limit: i64) -> Result<FeedPage> {
         let client = self.client().await?;

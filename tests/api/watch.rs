@@ -512,3 +512,24 @@ async fn a_slow_watcher_still_receives_every_change_in_order() {
     let unique: HashSet<String> = received.iter().cloned().collect();
     assert_eq!(unique, created);
 }
+
+#[tokio::test]
+async fn a_watch_from_now_never_replays_changes_committed_before_it_even_behind_a_long_transaction()
+{
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    // A long transaction holds the horizon back, as one anywhere in the cluster can.
+    let mut db = app.db().await;
+    let long = db.transaction().await.unwrap();
+    long.execute("SELECT pg_current_xact_id()", &[])
+        .await
+        .unwrap();
+    create(&mut client, with_email("before@example.com")).await;
+
+    let mut stream = watch(&mut client, "").await;
+    let after = create(&mut client, with_email("after@example.com")).await;
+    // The horizon waits for the long transaction; only then can the feed pass it.
+    long.rollback().await.unwrap();
+
+    assert_eq!(next_change(&mut stream).await.contact_id, after.contact_id);
+}
