@@ -89,7 +89,6 @@ impl Store {
 /// are serialized by the key locks, so they end in one contact.
 pub async fn reconcile(tx: &Tx, site: i64, app: &str, incoming: ContactData) -> Result<Reconciled> {
     let keys = incoming.keys();
-    let c = tx.client();
     // A retry starts a new transaction: retrying inside this one would wait on
     // a second row while holding the first (a deadlock risk), and the contact
     // lock would no longer be the transaction's first write (see `sql`).
@@ -100,8 +99,8 @@ pub async fn reconcile(tx: &Tx, site: i64, app: &str, incoming: ContactData) -> 
             .or_rollback(async {
                 let ((), (), matched) = try_join!(
                     tx.begin(),
-                    sql::lock_keys(c, site, &keys),
-                    sql::match_for_update(c, site, &keys)
+                    sql::lock_keys(tx, site, &keys),
+                    sql::match_for_update(tx, site, &keys)
                 )?;
                 Ok(matched)
             })
@@ -114,7 +113,7 @@ pub async fn reconcile(tx: &Tx, site: i64, app: &str, incoming: ContactData) -> 
                         // Merging into nothing drops values the report repeats.
                         data.merge(incoming.clone());
                         let (contact, ()) =
-                            try_join!(sql::insert_contact(c, site, app, data), tx.commit())?;
+                            try_join!(sql::insert_contact(tx, site, app, data), tx.commit())?;
                         Reconciled {
                             contact,
                             created: true,
@@ -166,13 +165,12 @@ pub async fn edit_contact<T>(
     lock_key: Option<String>,
     edit: impl FnOnce(&mut ContactData) -> Result<(T, Vec<&'static str>)>,
 ) -> Result<(Contact, T)> {
-    let c = tx.client();
     tx.or_rollback(async {
         let keys = Vec::from_iter(lock_key);
         let ((), (), mut contact) = try_join!(
             tx.begin(),
-            sql::lock_keys(c, site, &keys),
-            sql::lock_contact(c, site, id)
+            sql::lock_keys(tx, site, &keys),
+            sql::lock_contact(tx, site, id)
         )?;
         if etag.is_some_and(|etag| etag != contact.etag()) {
             return Err(Error::EtagMismatch);
@@ -193,13 +191,12 @@ pub async fn delete_contact(
     id: ContactId,
     etag: Option<&str>,
 ) -> Result<()> {
-    let c = tx.client();
     tx.or_rollback(async {
-        let ((), contact) = try_join!(tx.begin(), sql::lock_contact(c, site, id))?;
+        let ((), contact) = try_join!(tx.begin(), sql::lock_contact(tx, site, id))?;
         if etag.is_some_and(|etag| etag != contact.etag()) {
             return Err(Error::EtagMismatch);
         }
-        try_join!(sql::delete_contact(c, site, app, id), tx.commit())?;
+        try_join!(sql::delete_contact(tx, site, app, id), tx.commit())?;
         Ok(())
     })
     .await
@@ -219,7 +216,7 @@ async fn store(
         return tx.commit().await;
     }
     try_join!(
-        sql::update_contact(tx.client(), site, app, contact, old_keys, changed_fields),
+        sql::update_contact(tx, site, app, contact, old_keys, changed_fields),
         tx.commit()
     )?;
     Ok(())

@@ -12,6 +12,9 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use tokio_postgres::Statement;
+
+use super::tx::Tx;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Row;
 use tokio_postgres::types::{Json, ToSql};
@@ -54,22 +57,30 @@ const DELETE_CONTACT: &str = "WITH c AS (DELETE FROM contacts WHERE site_id = $1
      INSERT INTO contact_changes (site_id, contact_id, kind, changed_fields, version, app) \
      SELECT $1, $2, $3, '{}', version, $4 FROM c";
 
-/// Prepares (once per connection; cached after) every statement a write may
-/// pipeline. A statement's request leaves on its future's first poll only if
-/// it is prepared already; one still being prepared would be overtaken by the
-/// BEGIN or COMMIT joined with it, and run outside the transaction.
-pub async fn prepare_writes(client: &impl GenericClient) -> Result<()> {
-    for sql in [
-        LOCK_KEYS,
-        MATCH_FOR_UPDATE,
-        LOCK_CONTACT,
-        INSERT_CONTACT,
-        UPDATE_CONTACT,
-        DELETE_CONTACT,
-    ] {
-        client.prepare_cached(sql).await?;
-    }
-    Ok(())
+/// The statements of the writes, prepared before a transaction starts. A
+/// pipelined statement's request leaves on its future's first poll only if it
+/// needs no preparing then; one still being prepared would be overtaken by the
+/// BEGIN or COMMIT joined with it and run outside the transaction. Taking the
+/// statements from here makes that impossible.
+pub struct WriteStatements {
+    lock_keys: Statement,
+    match_for_update: Statement,
+    lock_contact: Statement,
+    insert_contact: Statement,
+    update_contact: Statement,
+    delete_contact: Statement,
+}
+
+/// Prepares the writes' statements (once per connection; cached after).
+pub(super) async fn prepare_writes(client: &impl GenericClient) -> Result<WriteStatements> {
+    Ok(WriteStatements {
+        lock_keys: client.prepare_cached(LOCK_KEYS).await?,
+        match_for_update: client.prepare_cached(MATCH_FOR_UPDATE).await?,
+        lock_contact: client.prepare_cached(LOCK_CONTACT).await?,
+        insert_contact: client.prepare_cached(INSERT_CONTACT).await?,
+        update_contact: client.prepare_cached(UPDATE_CONTACT).await?,
+        delete_contact: client.prepare_cached(DELETE_CONTACT).await?,
+    })
 }
 
 /// The columns of a contact as [`contact_from_row`] reads them, with each
@@ -195,30 +206,21 @@ pub async fn select_contact(
 /// The earliest-created contact sharing one of `keys`, row-locked. Must run
 /// after [`lock_keys`] in its own statement, to see what the previous holder
 /// of a key lock committed.
-pub async fn match_for_update(
-    client: &impl GenericClient,
-    site: i64,
-    keys: &[String],
-) -> Result<Option<Contact>> {
-    let statement = client.prepare_cached(MATCH_FOR_UPDATE).await?;
+pub async fn match_for_update(tx: &Tx, site: i64, keys: &[String]) -> Result<Option<Contact>> {
+    let (client, statement) = (tx.client(), &tx.statements().match_for_update);
     client
-        .query_opt(&statement, &[&site, &keys])
+        .query_opt(statement, &[&site, &keys])
         .await?
         .map(|row| contact_from_row(&row))
         .transpose()
 }
 
 /// Deletes the (locked) contact, its keys by cascade, and records the deletion.
-pub async fn delete_contact(
-    client: &impl GenericClient,
-    site: i64,
-    app: &str,
-    id: ContactId,
-) -> Result<()> {
-    let statement = client.prepare_cached(DELETE_CONTACT).await?;
+pub async fn delete_contact(tx: &Tx, site: i64, app: &str, id: ContactId) -> Result<()> {
+    let (client, statement) = (tx.client(), &tx.statements().delete_contact);
     client
         .execute(
-            &statement,
+            statement,
             &[&site, &id, &(ChangeKind::Deleted as i16), &app],
         )
         .await?;
@@ -228,7 +230,7 @@ pub async fn delete_contact(
 /// Takes the transaction-level advisory locks of `keys` in ascending order, so
 /// that writers with overlapping keys never wait on each other in a cycle.
 /// Sends nothing when there are no keys.
-pub async fn lock_keys(client: &impl GenericClient, site: i64, keys: &[String]) -> Result<()> {
+pub async fn lock_keys(tx: &Tx, site: i64, keys: &[String]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -244,18 +246,14 @@ pub async fn lock_keys(client: &impl GenericClient, site: i64, keys: &[String]) 
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let statement = client.prepare_cached(LOCK_KEYS).await?;
-    client.execute(&statement, &[&ids]).await?;
+    let (client, statement) = (tx.client(), &tx.statements().lock_keys);
+    client.execute(statement, &[&ids]).await?;
     Ok(())
 }
 
-pub async fn lock_contact(
-    client: &impl GenericClient,
-    site: i64,
-    id: ContactId,
-) -> Result<Contact> {
-    let statement = client.prepare_cached(LOCK_CONTACT).await?;
-    let row = client.query_opt(&statement, &[&site, &id]).await?;
+pub async fn lock_contact(tx: &Tx, site: i64, id: ContactId) -> Result<Contact> {
+    let (client, statement) = (tx.client(), &tx.statements().lock_contact);
+    let row = client.query_opt(statement, &[&site, &id]).await?;
     let row = row.ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
     contact_from_row(&row)
 }
@@ -334,12 +332,7 @@ const INSERT_CONTACT: &str = concat!(
 );
 
 /// Inserts a new contact with its keys and its CREATED record, in one statement.
-pub async fn insert_contact(
-    client: &impl GenericClient,
-    site: i64,
-    app: &str,
-    data: ContactData,
-) -> Result<Contact> {
+pub async fn insert_contact(tx: &Tx, site: i64, app: &str, data: ContactData) -> Result<Contact> {
     let id = Uuid::new_v4();
     let keys = data.keys();
     let changed_fields = data.present_fields();
@@ -348,8 +341,8 @@ pub async fn insert_contact(
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&site, &id];
     params.extend(data_params.params());
     params.extend([&keys as &(dyn ToSql + Sync), &kind, &changed_fields, &app]);
-    let statement = client.prepare_cached(INSERT_CONTACT).await?;
-    let row = client.query_one(&statement, &params).await?;
+    let (client, statement) = (tx.client(), &tx.statements().insert_contact);
+    let row = client.query_one(statement, &params).await?;
     let time: DateTime<Utc> = row.get(0);
     Ok(Contact {
         id,
@@ -382,7 +375,7 @@ const UPDATE_CONTACT: &str = concat!(
 /// Stores the edited contact, bumps its version, syncs its keys and writes its
 /// UPDATED record, in one statement.
 pub async fn update_contact(
-    client: &impl GenericClient,
+    tx: &Tx,
     site: i64,
     app: &str,
     contact: &mut Contact,
@@ -403,8 +396,8 @@ pub async fn update_contact(
         &changed_fields,
         &app,
     ]);
-    let statement = client.prepare_cached(UPDATE_CONTACT).await?;
-    let row = client.query_one(&statement, &params).await?;
+    let (client, statement) = (tx.client(), &tx.statements().update_contact);
+    let row = client.query_one(statement, &params).await?;
     let (version, update_time) = (row.get(0), row.get(1));
     contact.version = version;
     contact.update_time = update_time;

@@ -6,8 +6,8 @@
 //! `COMMIT`. A write costs two round trips instead of four or five, which on a
 //! busy machine is mostly waiting to be scheduled again. PostgreSQL still runs
 //! them one after the other; if the final write fails, the COMMIT behind it
-//! rolls back. The order holds only for prepared statements, hence
-//! [`Tx::start`].
+//! rolls back. The order holds only for prepared statements, so a `Tx`
+//! carries its statements prepared ([`sql::WriteStatements`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,17 +24,23 @@ use crate::error::Result;
 pub struct Tx {
     conn: Option<Object>,
     open: AtomicBool,
+    statements: sql::WriteStatements,
 }
 
 impl Tx {
-    /// Takes the connection for a transaction, first preparing the statements
-    /// that will be pipelined (see [`sql::prepare_writes`]).
+    /// Takes the connection for a transaction, with the statements that will
+    /// be pipelined already prepared (see [`sql::WriteStatements`]).
     pub async fn start(conn: Object) -> Result<Self> {
-        sql::prepare_writes(&conn).await?;
+        let statements = sql::prepare_writes(&conn).await?;
         Ok(Self {
             conn: Some(conn),
             open: AtomicBool::new(false),
+            statements,
         })
+    }
+
+    pub(super) fn statements(&self) -> &sql::WriteStatements {
+        &self.statements
     }
 
     pub fn client(&self) -> &Object {
