@@ -53,6 +53,14 @@ impl Default for FeedSettings {
     }
 }
 
+/// Waits `duration`, or less if shutdown begins.
+async fn pause(shutdown: &mut watch::Receiver<bool>, duration: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
 /// Completes once shutdown has begun (without holding the watch's lock).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -153,10 +161,7 @@ impl Feed {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(self.settings.poll) => {}
-                _ = shutdown.changed() => {}
-            }
+            pause(&mut shutdown, self.settings.poll).await;
         }
     }
 
@@ -171,10 +176,7 @@ impl Feed {
                 Ok(n) => tracing::info!(deleted = n, "pruned the change feed"),
                 Err(error) => tracing::warn!(%error, "pruning the change feed failed"),
             }
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                _ = shutdown.changed() => {}
-            }
+            pause(&mut shutdown, every).await;
         }
     }
 

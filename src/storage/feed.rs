@@ -90,7 +90,31 @@ pub struct FeedPage {
     pub reach: Position,
 }
 
-const CHANGE_COLUMNS: &str = "xid::text, seq, site_id, contact_id, kind, changed_fields, version, change_time, snapshot::text";
+/// A page of the change records matching `$filter`, in feed order, below the
+/// horizon, at most `$limit`; the horizon comes back on every row, and alone
+/// when no change matches. Columns as [`change_from_row`] reads them.
+macro_rules! feed_page {
+    ($filter:literal, $limit:literal) => {
+        concat!(
+            "SELECT h.horizon, c.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon) h \
+             LEFT JOIN LATERAL (SELECT xid::text, seq, site_id, contact_id, kind, changed_fields, version, \
+               change_time, snapshot::text FROM contact_changes WHERE ",
+            $filter,
+            " AND xid < h.horizon::xid8 ORDER BY xid, seq LIMIT ",
+            $limit,
+            ") c ON true"
+        )
+    };
+}
+
+/// Every site's changes after a position.
+const CHANGES_AFTER: &str = feed_page!("(xid, seq) > ($1::text::xid8, $2)", "$3");
+/// One site's changes after a position that a snapshot (`$4` xmax, `$5` in progress) did not see.
+const SITE_CHANGES_AFTER: &str = feed_page!(
+    "site_id = $1 AND (xid, seq) > ($2::text::xid8, $3) \
+     AND NOT (xid < $4::text::xid8 AND xid <> ALL($5::text[]::xid8[]))",
+    "$6"
+);
 
 fn change_from_row(row: &Row, at: usize) -> Result<Change> {
     let xid: String = row.get(at);
@@ -160,13 +184,7 @@ impl Store {
     /// Up to `limit` changes of every site after `after`, below the horizon.
     pub async fn changes_after(&self, after: Position, limit: i64) -> Result<FeedPage> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT h.horizon, c.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon) h \
-             LEFT JOIN LATERAL (SELECT {CHANGE_COLUMNS} FROM contact_changes \
-               WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < h.horizon::xid8 \
-               ORDER BY xid, seq LIMIT $3) c ON true"
-        );
-        let statement = client.prepare_cached(&sql).await?;
+        let statement = client.prepare_cached(CHANGES_AFTER).await?;
         let rows = client
             .query(&statement, &[&after.xid.to_string(), &after.seq, &limit])
             .await?;
@@ -183,14 +201,7 @@ impl Store {
         limit: i64,
     ) -> Result<FeedPage> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT h.horizon, c.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon) h \
-             LEFT JOIN LATERAL (SELECT {CHANGE_COLUMNS} FROM contact_changes \
-               WHERE site_id = $1 AND (xid, seq) > ($2::text::xid8, $3) AND xid < h.horizon::xid8 \
-               AND NOT (xid < $4::text::xid8 AND xid <> ALL($5::text[]::xid8[])) \
-               ORDER BY xid, seq LIMIT $6) c ON true"
-        );
-        let statement = client.prepare_cached(&sql).await?;
+        let statement = client.prepare_cached(SITE_CHANGES_AFTER).await?;
         let xip: Vec<String> = seen.xip.iter().map(u64::to_string).collect();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
             &site,
