@@ -445,3 +445,21 @@ fn contact_from_row_at(row: &Row, at: usize) -> Result<Contact> {
         update_time: row.get(at + 19),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_mask_projects_exactly_the_columns_a_contact_is_read_from() {
+        assert_eq!(projected_columns(ReadMask::ALL), columns!());
+    }
+
+    #[test]
+    fn a_mask_leaves_unasked_arrays_unread_but_keeps_their_place() {
+        let mask = ReadMask::parse("m", &["name".into(), "emails".into()]).unwrap();
+        let columns = projected_columns(mask);
+        assert!(columns.contains(", emails,") && columns.contains("'[]'::jsonb AS phones"));
+        assert_eq!(columns.split(", ").count(), columns!().split(", ").count());
+    }
+}
