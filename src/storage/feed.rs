@@ -93,11 +93,16 @@ pub struct FeedPage {
 /// A page of the change records matching `$filter`, in feed order, below the
 /// horizon, at most `$limit`; the horizon comes back on every row, and alone
 /// when no change matches. Columns as [`change_from_row`] reads them.
+///
+/// The xid goes out as text under another name: an output column named `xid`
+/// would capture `ORDER BY xid`, which would then sort "10" before "9" and
+/// skip changes wherever xids gain a digit (and sort, rather than walk the
+/// index).
 macro_rules! feed_page {
     ($filter:literal, $limit:literal) => {
         concat!(
             "SELECT h.horizon, c.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon) h \
-             LEFT JOIN LATERAL (SELECT xid::text, seq, site_id, contact_id, kind, changed_fields, version, \
+             LEFT JOIN LATERAL (SELECT xid::text AS xid_text, seq, site_id, contact_id, kind, changed_fields, version, \
                change_time, snapshot::text FROM contact_changes WHERE ",
             $filter,
             " AND xid < h.horizon::xid8 ORDER BY xid, seq LIMIT ",
@@ -237,7 +242,8 @@ impl Store {
             // The oldest changes in feed order, up to the first one still kept.
             let rows = client
                 .query(
-                    "SELECT xid::text, seq, change_time < $1 FROM contact_changes ORDER BY xid, seq LIMIT 5000",
+                    "SELECT xid::text AS xid_text, seq, change_time < $1 \
+                     FROM contact_changes ORDER BY xid, seq LIMIT 5000",
                     &[&cutoff],
                 )
                 .await?;

@@ -97,6 +97,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The id of `site`, which a key must have created.
+    pub async fn site_id(&self, site: &str) -> i64 {
+        self.db()
+            .await
+            .query_one("SELECT id FROM sites WHERE name = $1", &[&site])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn client_with_key(&self, key: &str) -> Client {
         let channel = Channel::from_shared(format!("http://{}", self.address))
             .unwrap()

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use contactsd::pb;
 use contactsd::pb::EventType;
+use contactsd::storage::feed::{Position, SeenSnapshot};
 use prost_types::FieldMask;
 use rand::Rng;
 use tonic::{Code, Streaming};
@@ -210,9 +211,7 @@ async fn no_committed_change_is_skipped_when_writers_commit_out_of_order_and_rol
  {
     let app = spawn_app().await;
     let mut client = app.client("acme").await;
-    let site: i64 = app
-        .query_i64("SELECT id FROM sites WHERE name = 'acme'")
-        .await;
+    let site = app.site_id("acme").await;
     let mut stream = watch(&mut client, "").await;
 
     // Eight writers whose transactions take their sequence numbers first and
@@ -307,9 +306,7 @@ async fn list_then_watch_from_the_watch_cursor_misses_nothing_and_repeats_nothin
     let app = spawn_app().await;
     let mut client = app.client("acme").await;
     let listed = create(&mut client, with_email("listed@example.com")).await;
-    let site: i64 = app
-        .query_i64("SELECT id FROM sites WHERE name = 'acme'")
-        .await;
+    let site = app.site_id("acme").await;
 
     // A write in flight while the list is read: not in the list, so it must come on the watch.
     let mut db = app.db().await;
@@ -532,4 +529,74 @@ async fn a_watch_from_now_never_replays_changes_committed_before_it_even_behind_
     long.rollback().await.unwrap();
 
     assert_eq!(next_change(&mut stream).await.contact_id, after.contact_id);
+}
+
+/// Records a change as transaction `xid` did `age_days` ago (the xids are
+/// long past, so the records sit below any horizon).
+async fn record_old_change(app: &TestApp, site: i64, xid: u64, age_days: i32) {
+    app.db()
+        .await
+        .execute(
+            "INSERT INTO contact_changes (xid, site_id, contact_id, kind, changed_fields, version, app, change_time) \
+             VALUES ($1::text::xid8, $2, gen_random_uuid(), 1, '{}', 1, 'writer', now() - make_interval(days => $3))",
+            &[&xid.to_string(), &site, &age_days],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_feed_reads_in_transaction_order_where_transaction_ids_gain_a_digit() {
+    let app = spawn_app().await;
+    app.key("acme", "read").await;
+    let site = app.site_id("acme").await;
+    for xid in [9, 10, 11] {
+        record_old_change(&app, site, xid, 0).await;
+    }
+    let start = Position { xid: 8, seq: 0 };
+
+    // Pages of two: sorted as text, the first page would be 10 and 11, and
+    // the reader, now past 11, would never see 9.
+    let mut read = Vec::new();
+    let mut after = start;
+    loop {
+        let page = app.store.changes_after(after, 2).await.unwrap();
+        if page.changes.is_empty() {
+            break;
+        }
+        read.extend(page.changes.iter().map(|c| c.position.xid));
+        after = page.changes.last().unwrap().position;
+    }
+    assert_eq!(read, [9, 10, 11]);
+
+    let page = app
+        .store
+        .site_changes_after(site, start, &SeenSnapshot::default(), 2)
+        .await
+        .unwrap();
+    let xids: Vec<u64> = page.changes.iter().map(|c| c.position.xid).collect();
+    assert_eq!(xids, [9, 10]);
+}
+
+#[tokio::test]
+async fn pruning_never_deletes_a_change_still_within_the_retention() {
+    let app = spawn_app().await;
+    app.key("acme", "read").await;
+    let site = app.site_id("acme").await;
+    // In feed order the recent change comes first, so pruning stops before it
+    // (sorted as text, 10 came first, and deleting through it took 9 along).
+    record_old_change(&app, site, 9, 0).await;
+    record_old_change(&app, site, 10, 30).await;
+
+    let deleted = app
+        .store
+        .prune_changes(chrono::Utc::now() - chrono::Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+    assert_eq!(
+        app.query_i64("SELECT count(*) FROM contact_changes WHERE xid = '9'")
+            .await,
+        1
+    );
 }
