@@ -71,7 +71,12 @@ pub struct ServeArgs {
     pub default_region: String,
 
     /// Threads that run RPCs (default: one per CPU).
-    #[arg(long, env = "CONTACTS_WORKER_THREADS", global = true)]
+    #[arg(
+        long,
+        env = "CONTACTS_WORKER_THREADS",
+        global = true,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     pub worker_threads: Option<usize>,
 
     /// Seconds an idle watch stream waits before sending a heartbeat.

@@ -27,11 +27,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::grpc::ContactsApi;
+use crate::grpc::socket::ClientSocket;
 use crate::pb::contacts_service_server::ContactsServiceServer;
 use crate::storage::Store;
 
@@ -112,7 +114,8 @@ impl Application {
         // (tens of milliseconds per call). Keepalives find vanished clients.
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))
-            .with_keepalive(Some(std::time::Duration::from_secs(60)));
+            .with_keepalive(Some(std::time::Duration::from_secs(60)))
+            .map(|accepted| accepted.map(ClientSocket::new));
         tracing::info!(address = %self.address, "serving contacts.v1.ContactsService");
         tonic::transport::Server::builder()
             // A span per call only when debugging: formatting one per RPC costs throughput.

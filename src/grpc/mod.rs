@@ -4,6 +4,7 @@
 
 mod convert;
 pub mod page_token;
+pub mod socket;
 
 use std::pin::Pin;
 
