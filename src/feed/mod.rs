@@ -14,10 +14,12 @@
 
 pub mod cursor;
 
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use futures::Stream;
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use crate::domain::etag_of;
@@ -30,8 +32,6 @@ use cursor::Cursor;
 const PAGE: i64 = 1_000;
 /// Pages the broadcast keeps for watchers that are behind.
 const BROADCAST_PAGES: usize = 256;
-/// Events a watcher's client may have unread before the watcher waits.
-const CLIENT_BUFFER: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct FeedSettings {
@@ -140,6 +140,20 @@ impl Feed {
     async fn read(self, mut after: Position) {
         let mut shutdown = self.shutdown.clone();
         while !*shutdown.borrow() {
+            if self.pages.receiver_count() == 0 {
+                // Nobody watches: follow the horizon without reading changes.
+                // The count is checked again after the horizon is read: a
+                // watcher that subscribed by then is served from the old
+                // position; one that subscribes later catches up from the
+                // table to a horizon at least as new as this one.
+                if let Ok(horizon) = self.store.feed_horizon().await
+                    && self.pages.receiver_count() == 0
+                {
+                    after = after.max(horizon);
+                    pause(&mut shutdown, self.settings.poll).await;
+                    continue;
+                }
+            }
             match self.store.changes_after(after, PAGE).await {
                 Ok(page) => {
                     let full = page.changes.len() as i64 >= PAGE;
@@ -199,12 +213,29 @@ impl Feed {
     }
 
     /// The site's changes after `cursor`, in order, then live ones, with
-    /// heartbeats when idle. The stream ends when the client goes away or the
-    /// server shuts down (with a last heartbeat to resume from).
-    pub fn watch(&self, cursor: Cursor) -> mpsc::Receiver<Result<Item>> {
-        let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-        tokio::spawn(self.clone().run_watcher(cursor, tx));
-        rx
+    /// heartbeats when idle. The stream ends when the server shuts down (with a
+    /// last heartbeat to resume from); dropping it is how a departed client
+    /// ends it.
+    ///
+    /// The stream is the watcher: no task or channel of its own. It is polled
+    /// only when HTTP/2 flow control lets the client take more, so a slow
+    /// client simply stops polling, falls behind the broadcast and later reads
+    /// the rest from the table; what it holds meanwhile is at most one page.
+    pub fn watch(&self, cursor: Cursor) -> impl Stream<Item = Result<Item>> + Send + 'static {
+        let watcher = Watcher {
+            // Subscribe before catching up, so nothing falls between the two.
+            live: self.pages.subscribe(),
+            shutdown: self.shutdown.clone(),
+            next_beat: Instant::now() + self.settings.heartbeat,
+            feed: self.clone(),
+            cursor,
+            pending: VecDeque::new(),
+            phase: Phase::CatchUp,
+        };
+        futures::stream::unfold(watcher, |mut watcher| async move {
+            let item = watcher.next().await?;
+            Some((item, watcher))
+        })
     }
 
     /// The encoded cursor just after `event`, shared when it can be.
@@ -228,82 +259,102 @@ impl Feed {
         self.check_retained(cursor).await?;
         Ok(page)
     }
+}
 
-    async fn run_watcher(self, mut cursor: Cursor, tx: mpsc::Sender<Result<Item>>) {
-        let site = cursor.site;
-        let secret = self.store.secret().to_vec();
-        // Subscribe before catching up, so nothing falls between the two.
-        let mut live = self.pages.subscribe();
-        let mut shutdown = self.shutdown.clone();
-        // Sending waits for a slow client, but not past shutdown.
-        let send = |item: Result<Item>| {
-            let tx = tx.clone();
-            let mut shutdown = self.shutdown.clone();
-            async move {
-                tokio::select! {
-                    sent = tx.send(item) => sent.is_ok(),
-                    () = stopped(&mut shutdown) => false,
-                }
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading the site's changes from the table, page by page.
+    CatchUp,
+    /// Following the reader's broadcast.
+    Live,
+    /// Shutting down: what is pending, then a last heartbeat.
+    Stopping,
+    Done,
+}
+
+/// One watch stream's state. `cursor` is always just after the last change
+/// in `pending` (or delivered), so a heartbeat sent once `pending` is empty
+/// carries exactly what the client has seen.
+struct Watcher {
+    feed: Feed,
+    cursor: Cursor,
+    live: broadcast::Receiver<Arc<Batch>>,
+    shutdown: watch::Receiver<bool>,
+    pending: VecDeque<Item>,
+    phase: Phase,
+    next_beat: Instant,
+}
+
+impl Watcher {
+    async fn next(&mut self) -> Option<Result<Item>> {
+        loop {
+            if matches!(self.phase, Phase::CatchUp | Phase::Live) && *self.shutdown.borrow() {
+                self.phase = Phase::Stopping;
             }
-        };
-        'catch_up: loop {
-            loop {
-                let page = match self.catch_up_page(&cursor).await {
-                    Ok(page) => page,
+            if let Some(item) = self.pending.pop_front() {
+                return Some(Ok(item));
+            }
+            match self.phase {
+                Phase::Done => return None,
+                Phase::Stopping => {
+                    // A last cursor to resume from on another replica.
+                    self.phase = Phase::Done;
+                    return Some(Ok(self.heartbeat()));
+                }
+                Phase::CatchUp => match self.feed.catch_up_page(&self.cursor).await {
+                    Ok(page) => {
+                        let full = page.changes.len() as i64 >= PAGE;
+                        for change in page.changes {
+                            self.cursor.advance(change.position);
+                            let event = Event::new(change);
+                            let text = self.feed.cursor_after(&event, &self.cursor);
+                            self.pending.push_back(Item::Change(event, text));
+                        }
+                        self.cursor.advance(page.reach);
+                        if !full {
+                            self.phase = Phase::Live;
+                            self.next_beat = Instant::now() + self.feed.settings.heartbeat;
+                        }
+                    }
                     Err(error) => {
-                        send(Err(error)).await;
-                        return;
+                        self.phase = Phase::Done;
+                        return Some(Err(error));
                     }
-                };
-                let full = page.changes.len() as i64 >= PAGE;
-                for change in page.changes {
-                    cursor.advance(change.position);
-                    let event = Event::new(change);
-                    let text = self.cursor_after(&event, &cursor);
-                    if !send(Ok(Item::Change(event, text))).await {
-                        return;
-                    }
-                }
-                cursor.advance(page.reach);
-                if !full {
-                    break;
-                }
-            }
-            let mut next_beat = Instant::now() + self.settings.heartbeat;
-            loop {
-                tokio::select! {
-                    batch = live.recv() => match batch {
-                        Ok(batch) => {
-                            for event in &batch.changes {
-                                if event.change.site == site && !cursor.has_seen(event.change.position) {
-                                    cursor.advance(event.change.position);
-                                    let item = Item::Change(event.clone(), self.cursor_after(event, &cursor));
-                                    if !send(Ok(item)).await {
-                                        return;
-                                    }
-                                    next_beat = Instant::now() + self.settings.heartbeat;
-                                }
-                            }
-                            cursor.advance(batch.reach);
+                },
+                Phase::Live => {
+                    tokio::select! {
+                        batch = self.live.recv() => match batch {
+                            Ok(batch) => self.take(&batch),
+                            // Fell behind the broadcast: read the rest from the table.
+                            Err(broadcast::error::RecvError::Lagged(_)) => self.phase = Phase::CatchUp,
+                            Err(broadcast::error::RecvError::Closed) => self.phase = Phase::Stopping,
+                        },
+                        () = tokio::time::sleep_until(self.next_beat) => {
+                            self.next_beat = Instant::now() + self.feed.settings.heartbeat;
+                            return Some(Ok(self.heartbeat()));
                         }
-                        // Fell behind the broadcast: read the rest from the table.
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue 'catch_up,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    () = tokio::time::sleep_until(next_beat) => {
-                        if !send(Ok(Item::Heartbeat(cursor.encode(&secret)))).await {
-                            return;
-                        }
-                        next_beat = Instant::now() + self.settings.heartbeat;
+                        () = stopped(&mut self.shutdown) => self.phase = Phase::Stopping,
                     }
-                    () = stopped(&mut shutdown) => {
-                        // A last cursor to resume from on another replica; then the stream ends.
-                        let _ = tx.try_send(Ok(Item::Heartbeat(cursor.encode(&secret))));
-                        return;
-                    }
-                    () = tx.closed() => return,
                 }
             }
         }
+    }
+
+    /// Queues the batch's changes of this site that the cursor has not seen.
+    fn take(&mut self, batch: &Batch) {
+        for event in &batch.changes {
+            if event.change.site == self.cursor.site && !self.cursor.has_seen(event.change.position)
+            {
+                self.cursor.advance(event.change.position);
+                let text = self.feed.cursor_after(event, &self.cursor);
+                self.pending.push_back(Item::Change(event.clone(), text));
+                self.next_beat = Instant::now() + self.feed.settings.heartbeat;
+            }
+        }
+        self.cursor.advance(batch.reach);
+    }
+
+    fn heartbeat(&self) -> Item {
+        Item::Heartbeat(self.cursor.encode(self.feed.store.secret()))
     }
 }

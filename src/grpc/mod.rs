@@ -222,9 +222,8 @@ impl ContactsApi {
         };
 
         let include = request.include_contact;
-        let items = tokio_stream::wrappers::ReceiverStream::new(self.feed.watch(cursor));
         Ok(Box::pin(futures::StreamExt::map(
-            items,
+            self.feed.watch(cursor),
             move |item| match item {
                 Ok(item) => Ok(event_to_pb(item, include, mask)),
                 Err(error) => Err(Status::from(error)),
