@@ -53,11 +53,12 @@ impl Default for FeedSettings {
     }
 }
 
-/// Waits `duration`, or less if shutdown begins.
+/// Waits `duration`, or less if shutdown begins. A dropped sender is not a
+/// reason to stop waiting: the loops calling this would spin.
 async fn pause(shutdown: &mut watch::Receiver<bool>, duration: Duration) {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
-        _ = shutdown.changed() => {}
+        Ok(()) = shutdown.changed() => {}
     }
 }
 
