@@ -114,6 +114,16 @@ pub struct ServeArgs {
         global = true
     )]
     pub db_pool_size: usize,
+
+    /// Seconds a shutdown waits for calls in flight (a watch stream whose
+    /// client stopped reading never finishes on its own) before cutting them off.
+    #[arg(
+        long,
+        env = "CONTACTS_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10.0,
+        global = true
+    )]
+    pub shutdown_grace_secs: f64,
 }
 
 /// What the server needs to start; built from [`Cli`] or directly by tests.
@@ -124,6 +134,8 @@ pub struct Settings {
     pub default_region: crate::domain::Region,
     pub db_pool_size: usize,
     pub feed: crate::feed::FeedSettings,
+    /// How long a shutdown waits for calls in flight.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -143,6 +155,8 @@ impl Settings {
                     .ok_or("--heartbeat-secs must be a positive number of seconds")?,
                 retention: Duration::from_secs(cli.serve.feed_retention_secs.max(1)),
             },
+            shutdown_grace: Duration::try_from_secs_f64(cli.serve.shutdown_grace_secs)
+                .map_err(|_| "--shutdown-grace-secs must be a number of seconds, 0 or more")?,
         })
     }
 }

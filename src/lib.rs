@@ -80,9 +80,20 @@ impl Application {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let feed =
             feed::Feed::start(self.store.clone(), self.settings.feed.clone(), stopping).await?;
+        let (began, beginning) = tokio::sync::oneshot::channel();
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);
+            let _ = began.send(());
+        };
+        // A stream whose client stopped reading is never polled again, so it
+        // cannot see the shutdown; past the grace period it is cut off.
+        let grace = self.settings.shutdown_grace;
+        let grace_over = async move {
+            if beginning.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
         };
         let api = ContactsApi::new(
             self.store.clone(),
@@ -117,15 +128,21 @@ impl Application {
             .with_keepalive(Some(std::time::Duration::from_secs(60)))
             .map(|accepted| accepted.map(ClientSocket::new));
         tracing::info!(address = %self.address, "serving contacts.v1.ContactsService");
-        tonic::transport::Server::builder()
+        let serve = tonic::transport::Server::builder()
             // A span per call only when debugging: formatting one per RPC costs throughput.
             .trace_fn(|request| tracing::debug_span!("rpc", path = %request.uri().path()))
             .add_service(ContactsServiceServer::new(api))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        tokio::select! {
+            served = serve => served?,
+            () = grace_over => tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "calls still open after the shutdown grace period were cut off"
+            ),
+        }
         Ok(())
     }
 }

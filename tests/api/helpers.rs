@@ -26,9 +26,13 @@ pub struct TestApp {
     pub database: String,
     pub store: contactsd::storage::Store,
     shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
     /// Replicas share their first app's database and leave dropping it to it.
     owns_database: bool,
 }
+
+/// How long a test server's shutdown waits for calls in flight.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Feed settings for tests: heartbeats every 300 ms.
 pub fn test_feed() -> contactsd::feed::FeedSettings {
@@ -71,19 +75,25 @@ async fn spawn(
         default_region: Default::default(),
         db_pool_size: 8,
         feed,
+        shutdown_grace: SHUTDOWN_GRACE,
     };
     let app = Application::build(settings).await.expect("the app starts");
     let address = app.address();
     let store = app.store().clone();
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(async move {
+        let _ = app
+            .run_until_stopped(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
     TestApp {
         address,
         database,
         store,
         shutdown: Some(tx),
+        server: Some(server),
         owns_database,
     }
 }
@@ -157,6 +167,18 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Whether the server has stopped serving within `time`.
+    pub async fn stopped_within(&mut self, time: std::time::Duration) -> bool {
+        let Some(server) = self.server.as_mut() else {
+            return true;
+        };
+        let stopped = tokio::time::timeout(time, server).await.is_ok();
+        if stopped {
+            self.server = None;
+        }
+        stopped
     }
 }
 

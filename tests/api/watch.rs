@@ -386,6 +386,41 @@ async fn a_stream_ends_cleanly_at_shutdown_and_resumes_on_another_replica() {
     assert_eq!(next_change(&mut resumed).await.contact_id, two.contact_id);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_cuts_off_a_stream_whose_client_stopped_reading_after_the_grace_period() {
+    let mut app = spawn_app().await;
+    let key = app.key("acme", "read,write").await;
+    // A 1 KiB stream window: a client that stops reading stalls the stream
+    // after a few events, and the server can no longer finish it.
+    let stalled = tonic::transport::Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .initial_stream_window_size(1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut reader = pb::contacts_service_client::ContactsServiceClient::with_interceptor(
+        stalled,
+        contactsd::client::BearerAuth::new(&key).unwrap(),
+    );
+    let request = pb::WatchContactsRequest {
+        include_contact: true,
+        ..Default::default()
+    };
+    let _unread = reader.watch_contacts(request).await.unwrap();
+    let mut writer = app.client_with_key(&key).await;
+    for n in 0..40 {
+        create(&mut writer, with_email(&format!("w{n}@example.com"))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    app.shut_down();
+    assert!(
+        app.stopped_within(SHUTDOWN_GRACE + Duration::from_secs(5))
+            .await,
+        "the server stops once the grace period is over"
+    );
+}
+
 #[tokio::test]
 async fn idle_streams_send_heartbeats_with_a_cursor_to_resume_from() {
     let app = spawn_app().await;
