@@ -131,7 +131,7 @@ impl Application {
         let serve = tonic::transport::Server::builder()
             // A span per call only when debugging: formatting one per RPC costs throughput.
             .trace_fn(|request| tracing::debug_span!("rpc", path = %request.uri().path()))
-            .add_service(ContactsServiceServer::new(api))
+            .add_service(grpc::watch::Routes::new(api))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -68,6 +68,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// What a watcher's stream carries, cursors already encoded.
+#[derive(Clone)]
 pub enum Item {
     /// A change, and the cursor just after it.
     Change(Arc<Event>, String),
@@ -85,6 +86,8 @@ pub struct Event {
     /// The cursor just after this change, for watchers with nothing else to
     /// remember (all of a site's live watchers share it).
     cursor: OnceLock<String>,
+    /// The event as those watchers send it, encoded once by the gRPC layer.
+    pub encoded: OnceLock<prost::bytes::Bytes>,
 }
 
 impl Event {
@@ -99,7 +102,14 @@ impl Event {
             etag,
             change,
             cursor: OnceLock::new(),
+            encoded: OnceLock::new(),
         })
+    }
+
+    /// The cursor all of a site's live watchers share for this change, once
+    /// one of them has asked for it.
+    pub fn shared_cursor(&self) -> Option<&str> {
+        self.cursor.get().map(String::as_str)
     }
 }
 
@@ -222,7 +232,7 @@ impl Feed {
     /// only when HTTP/2 flow control lets the client take more, so a slow
     /// client simply stops polling, falls behind the broadcast and later reads
     /// the rest from the table; what it holds meanwhile is at most one page.
-    pub fn watch(&self, cursor: Cursor) -> impl Stream<Item = Result<Item>> + Send + 'static {
+    pub fn watch(&self, cursor: Cursor) -> impl Stream<Item = Result<Item>> + Send + use<> {
         let watcher = Watcher {
             // Subscribe before catching up, so nothing falls between the two.
             live: self.pages.subscribe(),

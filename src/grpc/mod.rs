@@ -5,6 +5,7 @@
 mod convert;
 pub mod page_token;
 pub mod socket;
+pub mod watch;
 
 use std::pin::Pin;
 
@@ -14,8 +15,8 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Authenticator, Caller, Scope};
 use crate::domain::{AddOutcome, Contact, Email, Limits, Phone, ReadMask, Region, parse_text};
 use crate::error::{Error, FieldViolation, Result};
-use crate::feed::Feed;
 use crate::feed::cursor::Cursor;
+use crate::feed::{Feed, Item};
 use crate::pb::{self, contacts_service_server::ContactsService};
 use crate::storage::sql::ListFilter;
 use crate::storage::{Reconciled, Store};
@@ -196,10 +197,16 @@ impl ContactsApi {
         })
     }
 
-    async fn watch_contacts(
+    /// Checks a watch request and opens its stream of feed items, with what
+    /// each event should include.
+    async fn open_watch(
         &self,
         request: Request<pb::WatchContactsRequest>,
-    ) -> Result<EventStream> {
+    ) -> Result<(
+        impl futures::Stream<Item = Result<Item>> + Send + use<>,
+        bool,
+        ReadMask,
+    )> {
         let caller = self.caller(&request, Scope::Read).await?;
         let request = request.into_inner();
         let mut fields = Fields::default();
@@ -220,15 +227,32 @@ impl ContactsApi {
             // A cursor at the end of the feed cannot have expired.
             None => self.feed.now(caller.site_id).await?,
         };
+        Ok((self.feed.watch(cursor), request.include_contact, mask))
+    }
 
-        let include = request.include_contact;
-        Ok(Box::pin(futures::StreamExt::map(
-            self.feed.watch(cursor),
-            move |item| match item {
-                Ok(item) => Ok(event_to_pb(item, include, mask)),
-                Err(error) => Err(Status::from(error)),
-            },
-        )))
+    /// WatchContacts with each event as a message of its own (see [`watch`]
+    /// for the route that serves it with shared encodings).
+    async fn watch_contacts(
+        &self,
+        request: Request<pb::WatchContactsRequest>,
+    ) -> Result<EventStream> {
+        let (items, include, mask) = self.open_watch(request).await?;
+        Ok(Box::pin(futures::StreamExt::map(items, move |item| {
+            item.map(|item| event_to_pb(item, include, mask))
+                .map_err(Status::from)
+        })))
+    }
+
+    /// WatchContacts with events already encoded, shared across watchers.
+    pub(crate) async fn watch_encoded(
+        &self,
+        request: Request<pb::WatchContactsRequest>,
+    ) -> Result<watch::EncodedStream> {
+        let (items, include, mask) = self.open_watch(request).await?;
+        Ok(Box::pin(futures::StreamExt::map(items, move |item| {
+            item.map(|item| watch::encode_event(item, include, mask))
+                .map_err(Status::from)
+        })))
     }
 
     async fn add_value(
