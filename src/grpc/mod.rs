@@ -142,16 +142,12 @@ impl ContactsApi {
             phone: given(&request.phone)
                 .and_then(|p| fields.check(Phone::parse(&p, region), || "phone".into()))
                 .map(|p| p.e164().to_owned()),
-            first_name: given(&request.first_name)
-                .and_then(|n| {
-                    fields.check(parse_text(&n, Limits::SHORT_TEXT), || "first_name".into())
-                })
-                .map(|n| n.to_lowercase()),
-            last_name: given(&request.last_name)
-                .and_then(|n| {
-                    fields.check(parse_text(&n, Limits::SHORT_TEXT), || "last_name".into())
-                })
-                .map(|n| n.to_lowercase()),
+            first_name: given(&request.first_name).and_then(|n| {
+                fields.check(parse_text(&n, Limits::SHORT_TEXT), || "first_name".into())
+            }),
+            last_name: given(&request.last_name).and_then(|n| {
+                fields.check(parse_text(&n, Limits::SHORT_TEXT), || "last_name".into())
+            }),
         };
         let page_size = match i64::from(request.page_size) {
             size if size < 0 => {

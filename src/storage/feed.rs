@@ -114,10 +114,14 @@ macro_rules! feed_page {
 
 /// Every site's changes after a position.
 const CHANGES_AFTER: &str = feed_page!("(xid, seq) > ($1::text::xid8, $2)", "$3");
-/// One site's changes after a position that a snapshot (`$4` xmax, `$5` in progress) did not see.
+/// One site's changes after a position that a snapshot (`$4` xmax, `$5` in
+/// progress) did not see. Written as a CASE, not `NOT (xid < $4 AND xid <>
+/// ALL($5))`: PostgreSQL turns that into an OR of two index conditions and
+/// then sorts the site's whole remaining history for every page, where the
+/// CASE stays a filter on the index walk that the LIMIT stops.
 const SITE_CHANGES_AFTER: &str = feed_page!(
     "site_id = $1 AND (xid, seq) > ($2::text::xid8, $3) \
-     AND NOT (xid < $4::text::xid8 AND xid <> ALL($5::text[]::xid8[]))",
+     AND CASE WHEN xid < $4::text::xid8 THEN xid = ANY($5::text[]::xid8[]) ELSE true END",
     "$6"
 );
 
@@ -163,12 +167,18 @@ fn page_from_rows(rows: Vec<Row>, after: Position, limit: i64) -> Result<FeedPag
 }
 
 impl Store {
+    /// The one row of a parameterless statement, prepared once per connection
+    /// (these run every poll and every watch).
+    async fn one_row(&self, sql: &str) -> Result<Row> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query_one(&statement, &[]).await?)
+    }
+
     /// The current horizon as a position: every change before it is readable.
     pub async fn feed_horizon(&self) -> Result<Position> {
         let row = self
-            .client()
-            .await?
-            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+            .one_row("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
             .await?;
         let xid: String = row.get(0);
         Ok(Position::before_xid(xid.parse().map_err(|_| {
@@ -178,11 +188,7 @@ impl Store {
 
     /// The current snapshot (`xmin:xmax:xip,…`): what a watch starting now has seen.
     pub async fn feed_snapshot(&self) -> Result<String> {
-        let row = self
-            .client()
-            .await?
-            .query_one("SELECT pg_current_snapshot()::text", &[])
-            .await?;
+        let row = self.one_row("SELECT pg_current_snapshot()::text").await?;
         Ok(row.get(0))
     }
 
@@ -222,9 +228,8 @@ impl Store {
 
     /// The position up to which the feed has been pruned.
     pub async fn feed_pruned_through(&self) -> Result<Position> {
-        let client = self.client().await?;
-        let row = client
-            .query_one("SELECT pruned_xid::text, pruned_seq FROM feed_state", &[])
+        let row = self
+            .one_row("SELECT pruned_xid::text, pruned_seq FROM feed_state")
             .await?;
         let xid: String = row.get(0);
         Ok(Position {
@@ -239,11 +244,13 @@ impl Store {
         let client = self.client().await?;
         let mut deleted = 0;
         loop {
-            // The oldest changes in feed order, up to the first one still kept.
+            // The oldest changes in feed order, up to the first one still kept;
+            // only below the horizon, so that a transaction still running now
+            // cannot commit rows behind the boundary that were never checked.
             let rows = client
                 .query(
-                    "SELECT xid::text AS xid_text, seq, change_time < $1 \
-                     FROM contact_changes ORDER BY xid, seq LIMIT 5000",
+                    "SELECT xid::text AS xid_text, seq, change_time < $1 FROM contact_changes \
+                     WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid, seq LIMIT 5000",
                     &[&cutoff],
                 )
                 .await?;
@@ -253,7 +260,11 @@ impl Store {
             let (xid, seq): (String, i64) = (boundary.get(0), boundary.get(1));
             let n = client
                 .execute(
-                    "WITH d AS (DELETE FROM contact_changes WHERE (xid, seq) <= ($1::text::xid8, $2)) \
+                    // Through the index in feed order, whatever the statistics say
+                    // (the plain row comparison can plan as a full scan).
+                    "WITH d AS (DELETE FROM contact_changes WHERE (xid, seq) IN ( \
+                       SELECT xid, seq FROM contact_changes WHERE (xid, seq) <= ($1::text::xid8, $2) \
+                       ORDER BY xid, seq LIMIT 5000)) \
                      UPDATE feed_state SET pruned_xid = $1::text::xid8, pruned_seq = $2 \
                      WHERE (pruned_xid, pruned_seq) < ($1::text::xid8, $2)",
                     &[&xid, &seq],

@@ -119,7 +119,7 @@ pub fn projected_columns(mask: ReadMask) -> String {
 }
 
 /// What ListContacts filters on, normalized: an email key, an E.164 phone,
-/// lower-cased names.
+/// names as given (compared case-insensitively by the query).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ListFilter {
     pub email: Option<String>,
@@ -153,8 +153,10 @@ pub async fn list_contacts(
             &filter.phone,
             "id IN (SELECT contact_id FROM contact_keys WHERE site_id = $1 AND key = $N)",
         ),
-        (&filter.first_name, "lower(name_first) = $N"),
-        (&filter.last_name, "lower(name_last) = $N"),
+        // Both sides through PostgreSQL's lower(), which is what the indexes
+        // hold; Rust's lowercasing differs (final sigma, C-locale databases).
+        (&filter.first_name, "lower(name_first) = lower($N)"),
+        (&filter.last_name, "lower(name_last) = lower($N)"),
     ] {
         if let Some(value) = value {
             params.push(value);

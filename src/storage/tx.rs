@@ -61,7 +61,12 @@ impl Tx {
     /// Sends BEGIN; join it with the first statements.
     pub async fn begin(&self) -> Result<()> {
         self.open.store(true, Ordering::Release);
-        self.client().batch_execute("BEGIN").await?;
+        // Named, not inherited: the match after the key locks must see what
+        // the previous lock holder committed, which a database defaulting to
+        // repeatable read would hide.
+        self.client()
+            .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?;
         Ok(())
     }
 

@@ -66,6 +66,29 @@ async fn listing_pages_through_every_contact_in_creation_order() {
 }
 
 #[tokio::test]
+async fn a_name_filter_finds_the_name_however_rust_and_postgres_lowercase_it() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    // Rust lowercases the last sigma to "ς", PostgreSQL's lower() to "σ": the
+    // filter and the index must go through the same lowering.
+    let odysseus = create(
+        &mut client,
+        pb::Contact {
+            name: name("ὈΔΥΣΣΕΎΣ", "Laertiades"),
+            ..with_email("odysseus@example.com")
+        },
+    )
+    .await;
+    let request = pb::ListContactsRequest {
+        first_name: "ὈΔΥΣΣΕΎΣ".into(),
+        ..Default::default()
+    };
+    let found = client.list_contacts(request).await.unwrap().into_inner();
+    let ids: Vec<_> = found.contacts.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, [odysseus.contact_id.as_str()]);
+}
+
+#[tokio::test]
 async fn every_filter_finds_its_contacts_and_filters_combine_with_and() {
     let app = spawn_app().await;
     let mut client = app.client("acme").await;
