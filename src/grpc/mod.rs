@@ -159,16 +159,14 @@ impl ContactsApi {
         };
         let fingerprint = page_token::fingerprint(&filter);
         let secret = self.store.secret();
-        let after_seq = match given(&request.page_token) {
-            None => 0,
-            Some(token) => fields
-                .check(
-                    page_token::decode(secret, caller.site_id, fingerprint, &token),
-                    || "page_token".into(),
-                )
-                .unwrap_or_default(),
-        };
+        let continued = given(&request.page_token).and_then(|token| {
+            fields.check(
+                page_token::decode(secret, caller.site_id, fingerprint, &token),
+                || "page_token".into(),
+            )
+        });
         fields.finish(())?;
+        let after_seq = continued.as_ref().map_or(0, |page| page.after_seq);
 
         // One more than a page tells whether another page follows.
         let (mut rows, snapshot) = self
@@ -177,8 +175,21 @@ impl ContactsApi {
             .await?;
         let more = rows.len() as i64 > page_size;
         rows.truncate(page_size as usize);
+        // The first page's snapshot stands for the whole listing (see page_token).
+        let watch_cursor = match continued {
+            Some(page) => page.watch_cursor,
+            None => Cursor::from_snapshot(caller.site_id, &snapshot)
+                .ok_or_else(|| Error::Internal(format!("unreadable snapshot {snapshot:?}")))?
+                .encode(secret),
+        };
         let next_page_token = match rows.last() {
-            Some((_, seq)) if more => page_token::encode(secret, caller.site_id, fingerprint, *seq),
+            Some((_, seq)) if more => {
+                let page = page_token::Page {
+                    after_seq: *seq,
+                    watch_cursor: watch_cursor.clone(),
+                };
+                page_token::encode(secret, caller.site_id, fingerprint, &page)
+            }
             _ => String::new(),
         };
         Ok(pb::ListContactsResponse {
@@ -187,9 +198,7 @@ impl ContactsApi {
                 .map(|(contact, _)| contact_to_pb(contact, mask))
                 .collect(),
             next_page_token,
-            watch_cursor: Cursor::from_snapshot(caller.site_id, &snapshot)
-                .ok_or_else(|| Error::Internal(format!("unreadable snapshot {snapshot:?}")))?
-                .encode(secret),
+            watch_cursor,
         })
     }
 

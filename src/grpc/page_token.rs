@@ -2,8 +2,13 @@
 //! site and filters they were issued for, and signed so they cannot be forged
 //! or altered.
 //!
+//! A token also carries the listing's watch cursor: every page of one
+//! listing answers with the first page's, so that a watch started from any
+//! of them misses nothing committed while the client was paging.
+//!
 //! Layout (base64url): version (1) | site (8) | filter fingerprint (8) |
-//! last seq (8) | HMAC-SHA256 of the above, truncated (16).
+//! last seq (8) | watch cursor (the rest) | HMAC-SHA256 of the above,
+//! truncated (16).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::Invalid;
 use crate::storage::sql::ListFilter;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const BODY: usize = 1 + 8 + 8 + 8;
 const MAC: usize = 16;
 
@@ -42,26 +47,34 @@ fn mac(secret: &[u8], body: &[u8]) -> [u8; MAC] {
         .expect("16 bytes")
 }
 
-pub fn encode(secret: &[u8], site: i64, filter: [u8; 8], after_seq: i64) -> String {
-    let mut token = Vec::with_capacity(BODY + MAC);
+/// Where a listing stands: the seq to continue after, and the listing's watch cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub after_seq: i64,
+    pub watch_cursor: String,
+}
+
+pub fn encode(secret: &[u8], site: i64, filter: [u8; 8], page: &Page) -> String {
+    let mut token = Vec::with_capacity(BODY + page.watch_cursor.len() + MAC);
     token.push(VERSION);
     token.extend(site.to_be_bytes());
     token.extend(filter);
-    token.extend(after_seq.to_be_bytes());
+    token.extend(page.after_seq.to_be_bytes());
+    token.extend(page.watch_cursor.as_bytes());
     let tag = mac(secret, &token);
     token.extend(tag);
     URL_SAFE_NO_PAD.encode(token)
 }
 
-/// The seq to continue after, if `token` was issued by this service for this
+/// Where the listing stands, if `token` was issued by this service for this
 /// site and these filters.
-pub fn decode(secret: &[u8], site: i64, filter: [u8; 8], token: &str) -> Result<i64, Invalid> {
+pub fn decode(secret: &[u8], site: i64, filter: [u8; 8], token: &str) -> Result<Page, Invalid> {
     let forged = || "is not a page token this service issued (it may have been altered)".to_owned();
     let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| forged())?;
-    if bytes.len() != BODY + MAC || bytes[0] != VERSION {
+    if bytes.len() < BODY + MAC || bytes[0] != VERSION {
         return Err(forged());
     }
-    let (body, tag) = bytes.split_at(BODY);
+    let (body, tag) = bytes.split_at(bytes.len() - MAC);
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     // Constant-time comparison with the truncated tag.
@@ -74,7 +87,11 @@ pub fn decode(secret: &[u8], site: i64, filter: [u8; 8], token: &str) -> Result<
         return Err("was issued for other filters: keep the first page's filters, or list again without a token"
             .into());
     }
-    Ok(field(17))
+    let watch_cursor = String::from_utf8(body[BODY..].to_vec()).map_err(|_| forged())?;
+    Ok(Page {
+        after_seq: field(17),
+        watch_cursor,
+    })
 }
 
 #[cfg(test)]
@@ -89,8 +106,12 @@ mod tests {
             email: Some("a@b.c".into()),
             ..Default::default()
         });
-        let token = encode(SECRET, 7, filter, 1234);
-        assert_eq!(decode(SECRET, 7, filter, &token), Ok(1234));
+        let page = Page {
+            after_seq: 1234,
+            watch_cursor: "cursor".into(),
+        };
+        let token = encode(SECRET, 7, filter, &page);
+        assert_eq!(decode(SECRET, 7, filter, &token), Ok(page));
         assert!(decode(SECRET, 8, filter, &token).is_err());
         assert!(
             decode(SECRET, 7, fingerprint(&ListFilter::default()), &token)
@@ -103,10 +124,17 @@ mod tests {
     #[test]
     fn altered_or_malformed_tokens_are_refused() {
         let filter = fingerprint(&ListFilter::default());
-        let token = encode(SECRET, 7, filter, 1234);
-        let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
-        bytes[20] ^= 1; // the seq
-        assert!(decode(SECRET, 7, filter, &URL_SAFE_NO_PAD.encode(&bytes)).is_err());
+        let page = Page {
+            after_seq: 1234,
+            watch_cursor: "cursor".into(),
+        };
+        let token = encode(SECRET, 7, filter, &page);
+        for at in [20, 26] {
+            // the seq, then the watch cursor
+            let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+            bytes[at] ^= 1;
+            assert!(decode(SECRET, 7, filter, &URL_SAFE_NO_PAD.encode(&bytes)).is_err());
+        }
         for bad in ["", "not base64!", "AAAA", &token[..token.len() - 2]] {
             assert!(decode(SECRET, 7, filter, bad).is_err(), "{bad:?}");
         }

@@ -339,6 +339,42 @@ async fn list_then_watch_from_the_watch_cursor_misses_nothing_and_repeats_nothin
 }
 
 #[tokio::test]
+async fn every_page_of_a_listing_gives_a_watch_cursor_that_misses_changes_made_while_paging() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let first = create(&mut client, with_email("first@example.com")).await;
+    create(&mut client, with_email("second@example.com")).await;
+    let page = |token: String| pb::ListContactsRequest {
+        page_size: 1,
+        page_token: token,
+        ..Default::default()
+    };
+    let one = client.list_contacts(page(String::new())).await.unwrap();
+    let one = one.into_inner();
+    assert_eq!(one.contacts[0].id, first.contact_id);
+
+    // The contact already read on page one changes before the last page.
+    let tagged = pb::AddValueRequest {
+        contact_id: first.contact_id.clone(),
+        value: Some(pb::add_value_request::Value::Tag("vip".into())),
+        ..Default::default()
+    };
+    client.add_value(tagged).await.unwrap();
+    let two = client
+        .list_contacts(page(one.next_page_token))
+        .await
+        .unwrap();
+    let two = two.into_inner();
+    assert!(two.next_page_token.is_empty());
+    assert_eq!(two.watch_cursor, one.watch_cursor);
+
+    let mut stream = watch(&mut client, &two.watch_cursor).await;
+    let event = next_change(&mut stream).await;
+    assert_eq!(event.contact_id, first.contact_id);
+    assert_eq!(event.r#type(), EventType::Updated);
+}
+
+#[tokio::test]
 async fn a_change_written_through_one_replica_reaches_watchers_of_another() {
     let a = spawn_app().await;
     let b = spawn_replica(&a).await;

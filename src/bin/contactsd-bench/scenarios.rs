@@ -222,11 +222,17 @@ impl Worker {
                 } else if self.scenario == Scenario::ListScan {
                     self.scan.0.clone()
                 } else {
+                    // A deep page straight away: the listing's watch cursor is
+                    // not what this scenario measures, so it carries none.
+                    let page = page_token::Page {
+                        after_seq: after,
+                        watch_cursor: String::new(),
+                    };
                     page_token::encode(
                         &self.secret,
                         self.site,
                         page_token::fingerprint(&filter),
-                        after,
+                        &page,
                     )
                 };
                 let request = pb::ListContactsRequest {
