@@ -18,6 +18,12 @@ use crate::error::{Error, Result};
 use crate::storage::{Grant, Store};
 
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long an unknown key stays unknown without asking the database again,
+/// so that a client retrying a wrong key does not cost a query per call.
+pub const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+/// Past this many entries, expired ones are dropped, and unknown keys are no
+/// longer remembered (a flood of random keys cannot grow the cache).
+const CACHE_LIMIT: usize = 10_000;
 const KEY_PREFIX: &str = "cdk_";
 
 /// A scope a key may carry.
@@ -79,8 +85,17 @@ impl Caller {
     }
 }
 
-/// Callers by key hash, with the time they were looked up.
-type KeyCache = HashMap<[u8; 32], (Caller, Instant)>;
+/// Callers by key hash (`None`: no such key), with the time they were looked up.
+type KeyCache = HashMap<[u8; 32], (Option<Caller>, Instant)>;
+
+fn fresh(caller: &Option<Caller>, at: Instant) -> bool {
+    at.elapsed()
+        < if caller.is_some() {
+            CACHE_TTL
+        } else {
+            UNKNOWN_TTL
+        }
+}
 
 /// Resolves `authorization: Bearer <key>` metadata to a [`Caller`].
 #[derive(Clone)]
@@ -111,29 +126,30 @@ impl Authenticator {
                 "malformed authorization metadata: send `authorization: Bearer <key>`",
             ))?;
         let hash = hash_key(key);
-        if let Some((caller, at)) = self.cache.lock().expect("cache lock").get(&hash)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(caller.clone());
-        }
-        let record = self
-            .store
-            .find_key(&hash)
-            .await?
-            .ok_or(Error::Unauthenticated("unknown API key"))?;
-        let caller = Caller {
-            site_id: record.site_id,
-            app: record.app.into(),
-            can_read: record.can_read,
-            can_write: record.can_write,
+        let cached = match self.cache.lock().expect("cache lock").get(&hash) {
+            Some((caller, at)) if fresh(caller, *at) => Some(caller.clone()),
+            _ => None,
         };
-        let mut cache = self.cache.lock().expect("cache lock");
-        // Bounded: expired entries go when the cache grows large.
-        if cache.len() >= 10_000 {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-        }
-        cache.insert(hash, (caller.clone(), Instant::now()));
-        Ok(caller)
+        let caller = match cached {
+            Some(caller) => caller,
+            None => {
+                let caller = self.store.find_key(&hash).await?.map(|record| Caller {
+                    site_id: record.site_id,
+                    app: record.app.into(),
+                    can_read: record.can_read,
+                    can_write: record.can_write,
+                });
+                let mut cache = self.cache.lock().expect("cache lock");
+                if cache.len() >= CACHE_LIMIT {
+                    cache.retain(|_, (caller, at)| fresh(caller, *at));
+                }
+                if caller.is_some() || cache.len() < CACHE_LIMIT {
+                    cache.insert(hash, (caller.clone(), Instant::now()));
+                }
+                caller
+            }
+        };
+        caller.ok_or(Error::Unauthenticated("unknown API key"))
     }
 }
 
