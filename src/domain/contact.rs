@@ -79,6 +79,19 @@ pub enum ChangeKind {
     Deleted = 3,
 }
 
+impl TryFrom<i16> for ChangeKind {
+    type Error = i16;
+
+    fn try_from(kind: i16) -> Result<Self, i16> {
+        match kind {
+            1 => Ok(Self::Created),
+            2 => Ok(Self::Updated),
+            3 => Ok(Self::Deleted),
+            other => Err(other),
+        }
+    }
+}
+
 /// The scalar leaves: filled when empty, never changed by Reconcile once set.
 /// In the order of [`ContactData::scalars`].
 pub const SCALAR_PATHS: [&str; 8] = [

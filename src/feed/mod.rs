@@ -22,7 +22,7 @@ use futures::Stream;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use crate::domain::etag_of;
+use crate::domain::{ChangeKind, etag_of};
 use crate::error::{Error, Result};
 use crate::storage::Store;
 use crate::storage::feed::{Change, FeedPage, Position, SeenSnapshot};
@@ -68,12 +68,22 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// What a watcher's stream carries, cursors already encoded.
-#[derive(Clone)]
 pub enum Item {
-    /// A change, and the cursor just after it.
-    Change(Arc<Event>, String),
+    /// A change, and the cursor just after it: `None` when that is the cursor
+    /// every live watcher of the site shares, kept once in the event.
+    Change(Arc<Event>, Option<String>),
     /// Nothing happened; the current cursor.
     Heartbeat(String),
+}
+
+impl Item {
+    /// The cursor just after this item.
+    pub fn cursor(&self) -> &str {
+        match self {
+            Item::Change(_, Some(own)) | Item::Heartbeat(own) => own,
+            Item::Change(event, None) => event.cursor.get().map_or("", String::as_str),
+        }
+    }
 }
 
 /// A change with what every watcher sends of it computed once, not once per
@@ -84,7 +94,7 @@ pub struct Event {
     /// The contact's etag after the change; empty for a deletion.
     pub etag: String,
     /// The cursor just after this change, for watchers with nothing else to
-    /// remember (all of a site's live watchers share it).
+    /// remember (all of a site's live watchers share it; see [`Item::Change`]).
     cursor: OnceLock<String>,
     /// The event as those watchers send it, encoded once by the gRPC layer.
     pub encoded: OnceLock<prost::bytes::Bytes>,
@@ -92,7 +102,7 @@ pub struct Event {
 
 impl Event {
     fn new(change: Change) -> Arc<Self> {
-        let etag = if change.kind == 3 {
+        let etag = if change.kind == ChangeKind::Deleted {
             String::new()
         } else {
             etag_of(change.contact_id, change.version)
@@ -104,12 +114,6 @@ impl Event {
             cursor: OnceLock::new(),
             encoded: OnceLock::new(),
         })
-    }
-
-    /// The cursor all of a site's live watchers share for this change, once
-    /// one of them has asked for it.
-    pub fn shared_cursor(&self) -> Option<&str> {
-        self.cursor.get().map(String::as_str)
     }
 }
 
@@ -249,13 +253,15 @@ impl Feed {
         })
     }
 
-    /// The encoded cursor just after `event`, shared when it can be.
-    fn cursor_after(&self, event: &Event, cursor: &Cursor) -> String {
+    /// The encoded cursor just after `event`: `None` when it is the event's
+    /// shared one (which this makes sure exists), the watcher's own otherwise.
+    fn cursor_after(&self, event: &Event, cursor: &Cursor) -> Option<String> {
         let secret = self.store.secret();
         if cursor.seen == SeenSnapshot::default() && cursor.after == event.change.position {
-            event.cursor.get_or_init(|| cursor.encode(secret)).clone()
+            event.cursor.get_or_init(|| cursor.encode(secret));
+            None
         } else {
-            cursor.encode(secret)
+            Some(cursor.encode(secret))
         }
     }
 

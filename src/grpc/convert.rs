@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    AddressValue, Company, Contact, ContactData, CustomFieldValue, DateValue, Email, EmailStatus,
-    EmailValue, Field, Invalid, Limits, Name, NewValue, NoteValue, Phone, PhoneValue, ReadMask,
-    Region, Rejected, Replacement, UrlValue, WebUrl, parse_date, parse_text,
+    AddressValue, ChangeKind, Company, Contact, ContactData, CustomFieldValue, DateValue, Email,
+    EmailStatus, EmailValue, Field, Invalid, Limits, Name, NewValue, NoteValue, Phone, PhoneValue,
+    ReadMask, Region, Rejected, Replacement, UrlValue, WebUrl, parse_date, parse_text,
 };
 use crate::error::{Error, FieldViolation, Result};
 use crate::feed::Item;
@@ -576,22 +576,23 @@ impl From<CustomFieldValue> for pb::CustomField {
 }
 
 /// A feed item as the wire event; `include` adds the contact after the change.
-pub(crate) fn event_to_pb(item: Item, include: bool, mask: ReadMask) -> pb::ContactEvent {
+pub(crate) fn event_to_pb(item: &Item, include: bool, mask: ReadMask) -> pb::ContactEvent {
+    let cursor = item.cursor().to_owned();
     match item {
-        Item::Heartbeat(cursor) => pb::ContactEvent {
+        Item::Heartbeat(_) => pb::ContactEvent {
             cursor,
             r#type: pb::EventType::Heartbeat.into(),
             event_time: Some(timestamp(Utc::now())),
             ..Default::default()
         },
-        Item::Change(event, cursor) => {
+        Item::Change(event, _) => {
             let change = &event.change;
             let kind = match change.kind {
-                1 => pb::EventType::Created,
-                3 => pb::EventType::Deleted,
-                _ => pb::EventType::Updated,
+                ChangeKind::Created => pb::EventType::Created,
+                ChangeKind::Updated => pb::EventType::Updated,
+                ChangeKind::Deleted => pb::EventType::Deleted,
             };
-            let deleted = kind == pb::EventType::Deleted;
+            let deleted = change.kind == ChangeKind::Deleted;
             pb::ContactEvent {
                 cursor,
                 r#type: kind.into(),

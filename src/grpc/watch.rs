@@ -40,16 +40,15 @@ pub(crate) type EncodedStream =
 /// carries no contact and the watcher's cursor is the one all live watchers
 /// of the site share, its own encoding otherwise.
 pub(crate) fn encode_event(item: Item, include: bool, mask: ReadMask) -> EncodedEvent {
-    if let Item::Change(event, cursor) = &item
+    if let Item::Change(event, None) = &item
         && !include
-        && event.shared_cursor() == Some(cursor.as_str())
     {
         let bytes = event
             .encoded
-            .get_or_init(|| encode(&event_to_pb(item.clone(), false, mask)));
+            .get_or_init(|| encode(&event_to_pb(&item, false, mask)));
         return EncodedEvent(bytes.clone());
     }
-    EncodedEvent(encode(&event_to_pb(item, include, mask)))
+    EncodedEvent(encode(&event_to_pb(&item, include, mask)))
 }
 
 fn encode(event: &pb::ContactEvent) -> Bytes {

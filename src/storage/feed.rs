@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::Store;
 use crate::domain::{
-    AddressValue, Company, Contact, ContactData, CustomFieldValue, DateValue, EmailValue, Name,
-    NoteValue, PhoneValue, UrlValue,
+    AddressValue, ChangeKind, Company, Contact, ContactData, CustomFieldValue, DateValue,
+    EmailValue, Name, NoteValue, PhoneValue, UrlValue,
 };
 use crate::error::{Error, Result};
 
@@ -55,8 +55,7 @@ pub struct Change {
     pub position: Position,
     pub site: i64,
     pub contact_id: Uuid,
-    /// 1 created, 2 updated, 3 deleted.
-    pub kind: i16,
+    pub kind: ChangeKind,
     pub changed_fields: Vec<String>,
     pub version: i64,
     pub time: DateTime<Utc>,
@@ -136,7 +135,8 @@ fn change_from_row(row: &Row, at: usize) -> Result<Change> {
         },
         site: row.get(at + 2),
         contact_id: row.get(at + 3),
-        kind: row.get(at + 4),
+        kind: ChangeKind::try_from(row.get::<_, i16>(at + 4))
+            .map_err(|kind| Error::Internal(format!("unknown change kind {kind}")))?,
         changed_fields: row.get(at + 5),
         version: row.get(at + 6),
         time: row.get(at + 7),
