@@ -80,20 +80,19 @@ impl Application {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let feed =
             feed::Feed::start(self.store.clone(), self.settings.feed.clone(), stopping).await?;
-        let (began, beginning) = tokio::sync::oneshot::channel();
-        let shutdown = async move {
-            shutdown.await;
-            let _ = stop.send(true);
-            let _ = began.send(());
-        };
         // A stream whose client stopped reading is never polled again, so it
         // cannot see the shutdown; past the grace period it is cut off.
         let grace = self.settings.shutdown_grace;
+        let mut stop_seen = stop.subscribe();
         let grace_over = async move {
-            if beginning.await.is_err() {
+            if stop_seen.wait_for(|stop| *stop).await.is_err() {
                 std::future::pending::<()>().await;
             }
             tokio::time::sleep(grace).await;
+        };
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
         };
         let api = ContactsApi::new(
             self.store.clone(),

@@ -124,13 +124,17 @@ const SITE_CHANGES_AFTER: &str = feed_page!(
     "$6"
 );
 
-fn change_from_row(row: &Row, at: usize) -> Result<Change> {
+/// An xid8 as the queries send it: text, since tokio-postgres has no xid8 type.
+fn xid_at(row: &Row, at: usize) -> Result<u64> {
     let xid: String = row.get(at);
+    xid.parse()
+        .map_err(|_| Error::Internal(format!("unreadable xid {xid:?}")))
+}
+
+fn change_from_row(row: &Row, at: usize) -> Result<Change> {
     Ok(Change {
         position: Position {
-            xid: xid
-                .parse()
-                .map_err(|_| Error::Internal(format!("unreadable xid {xid:?}")))?,
+            xid: xid_at(row, at)?,
             seq: row.get(at + 1),
         },
         site: row.get(at + 2),
@@ -146,10 +150,11 @@ fn change_from_row(row: &Row, at: usize) -> Result<Change> {
 }
 
 fn page_from_rows(rows: Vec<Row>, after: Position, limit: i64) -> Result<FeedPage> {
-    let horizon: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
-    let horizon = horizon
-        .parse()
-        .map_err(|_| Error::Internal(format!("unreadable horizon {horizon:?}")))?;
+    // The LATERAL join returns at least one row: the horizon alone.
+    let first = rows
+        .first()
+        .ok_or_else(|| Error::Internal("a feed page without its horizon".into()))?;
+    let horizon = xid_at(first, 0)?;
     let mut changes = Vec::with_capacity(rows.len());
     for row in &rows {
         if row.get::<_, Option<String>>(1).is_some() {
@@ -180,10 +185,7 @@ impl Store {
         let row = self
             .one_row("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
             .await?;
-        let xid: String = row.get(0);
-        Ok(Position::before_xid(xid.parse().map_err(|_| {
-            Error::Internal("unreadable horizon".into())
-        })?))
+        Ok(Position::before_xid(xid_at(&row, 0)?))
     }
 
     /// The current snapshot (`xmin:xmax:xip,…`): what a watch starting now has seen.
@@ -231,9 +233,8 @@ impl Store {
         let row = self
             .one_row("SELECT pruned_xid::text, pruned_seq FROM feed_state")
             .await?;
-        let xid: String = row.get(0);
         Ok(Position {
-            xid: xid.parse().unwrap_or_default(),
+            xid: xid_at(&row, 0)?,
             seq: row.get(1),
         })
     }
@@ -254,7 +255,8 @@ impl Store {
                     &[&cutoff],
                 )
                 .await?;
-            let Some(boundary) = rows.iter().take_while(|r| r.get::<_, bool>(2)).last() else {
+            let batch = rows.iter().take_while(|r| r.get::<_, bool>(2)).count();
+            let Some(boundary) = batch.checked_sub(1).map(|last| &rows[last]) else {
                 return Ok(deleted);
             };
             let (xid, seq): (String, i64) = (boundary.get(0), boundary.get(1));
@@ -270,8 +272,7 @@ impl Store {
                     &[&xid, &seq],
                 )
                 .await?;
-            let batch = rows.iter().take_while(|r| r.get::<_, bool>(2)).count() as u64;
-            deleted += batch;
+            deleted += batch as u64;
             if n == 0 || batch < 5000 {
                 return Ok(deleted);
             }
