@@ -1,7 +1,8 @@
 //! contactsd: a contacts gRPC service over PostgreSQL.
 //!
 //! Layout: `domain` (validated types and merge rules), `storage` (all SQL),
-//! `grpc` (the service and wire conversions), `auth` (API keys), `config`
+//! `grpc` (the service and wire conversions), `feed` (the change stream),
+//! `auth` (API keys), `sealed` (signed opaque cursors and tokens), `config`
 //! (flags), `error` (the one error type). [`Application`] wires them together.
 
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod feed;
 pub mod grpc;
+pub mod sealed;
 pub mod storage;
 
 /// The generated wire types and service stubs of `contacts.v1`.

@@ -5,12 +5,8 @@
 //! saw. Layout (base64url): version | site | xid | seq | snapshot xmax |
 //! count of in-progress xids | xids… | HMAC-SHA256 truncated to 12 bytes.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use crate::domain::Invalid;
+use crate::sealed;
 use crate::storage::feed::{Position, SeenSnapshot};
 
 const VERSION: u8 = 1;
@@ -79,24 +75,17 @@ impl Cursor {
         for xid in &self.seen.xip {
             bytes.extend(xid.to_be_bytes());
         }
-        let tag = mac(secret).chain_update(&bytes).finalize().into_bytes();
-        bytes.extend(&tag[..MAC]);
-        URL_SAFE_NO_PAD.encode(bytes)
+        sealed::seal(secret, bytes, MAC)
     }
 
     /// Reads a cursor this service issued to `site`.
     pub fn decode(secret: &[u8], site: i64, text: &str) -> Result<Self, Invalid> {
         let invalid =
             || "is not a cursor this service issued (it may have been altered)".to_owned();
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| invalid())?;
-        if bytes.len() < 1 + 8 * 4 + 4 + MAC || bytes[0] != VERSION {
+        let body = sealed::open(secret, text, MAC).ok_or_else(invalid)?;
+        if body.len() < 1 + 8 * 4 + 4 || body[0] != VERSION {
             return Err(invalid());
         }
-        let (body, tag) = bytes.split_at(bytes.len() - MAC);
-        mac(secret)
-            .chain_update(body)
-            .verify_truncated_left(tag)
-            .map_err(|_| invalid())?;
         let u64_at = |at: usize| u64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
         let count = u32::from_be_bytes(body[33..37].try_into().expect("4 bytes")) as usize;
         if count > MAX_XIP || body.len() != 37 + 8 * count {
@@ -120,13 +109,11 @@ impl Cursor {
     }
 }
 
-fn mac(secret: &[u8]) -> Hmac<Sha256> {
-    Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn a_list_cursor_has_seen_what_its_snapshot_saw_until_the_feed_passes_it() {

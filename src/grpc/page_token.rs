@@ -10,12 +10,10 @@
 //! last seq (8) | watch cursor (the rest) | HMAC-SHA256 of the above,
 //! truncated (16).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::domain::Invalid;
+use crate::sealed;
 use crate::storage::sql::ListFilter;
 
 const VERSION: u8 = 2;
@@ -39,14 +37,6 @@ pub fn fingerprint(filter: &ListFilter) -> [u8; 8] {
     hash.finalize()[..8].try_into().expect("8 bytes")
 }
 
-fn mac(secret: &[u8], body: &[u8]) -> [u8; MAC] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac.finalize().into_bytes()[..MAC]
-        .try_into()
-        .expect("16 bytes")
-}
-
 /// Where a listing stands: the seq to continue after, and the listing's watch cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -61,24 +51,17 @@ pub fn encode(secret: &[u8], site: i64, filter: [u8; 8], page: &Page) -> String 
     token.extend(filter);
     token.extend(page.after_seq.to_be_bytes());
     token.extend(page.watch_cursor.as_bytes());
-    let tag = mac(secret, &token);
-    token.extend(tag);
-    URL_SAFE_NO_PAD.encode(token)
+    sealed::seal(secret, token, MAC)
 }
 
 /// Where the listing stands, if `token` was issued by this service for this
 /// site and these filters.
 pub fn decode(secret: &[u8], site: i64, filter: [u8; 8], token: &str) -> Result<Page, Invalid> {
     let forged = || "is not a page token this service issued (it may have been altered)".to_owned();
-    let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| forged())?;
-    if bytes.len() < BODY + MAC || bytes[0] != VERSION {
+    let body = sealed::open(secret, token, MAC).ok_or_else(forged)?;
+    if body.len() < BODY || body[0] != VERSION {
         return Err(forged());
     }
-    let (body, tag) = bytes.split_at(bytes.len() - MAC);
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
-    // Constant-time comparison with the truncated tag.
-    mac.verify_truncated_left(tag).map_err(|_| forged())?;
     let field = |at: usize| i64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
     if field(1) != site {
         return Err(forged());
@@ -97,6 +80,8 @@ pub fn decode(secret: &[u8], site: i64, filter: [u8; 8], token: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
