@@ -103,11 +103,12 @@ pub fn projected_columns(mask: ReadMask) -> String {
          company_role, picture",
     );
     for (field, column) in arrays {
-        if mask.contains(field) {
-            columns.push_str(&format!(", {column}"));
+        columns.push_str(if mask.contains(field) {
+            ", "
         } else {
-            columns.push_str(&format!(", '[]'::jsonb AS {column}"));
-        }
+            ", '[]'::jsonb AS "
+        });
+        columns.push_str(column);
     }
     columns.push_str(if mask.contains(Field::Tags) {
         ", tags"

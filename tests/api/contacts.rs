@@ -1,14 +1,7 @@
 use contactsd::pb;
-use prost_types::FieldMask;
 use tonic::Code;
 
 use crate::helpers::*;
-
-fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask {
-        paths: paths.iter().map(|p| p.to_string()).collect(),
-    })
-}
 
 #[tokio::test]
 async fn get_contact_returns_only_the_masked_fields_plus_id_and_etag() {

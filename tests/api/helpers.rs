@@ -213,6 +213,13 @@ impl Drop for TestApp {
 
 // ---- request builders ----
 
+/// A read mask of `paths`.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
 pub fn email(address: &str) -> pb::Email {
     pb::Email {
         email: address.into(),

@@ -1,7 +1,6 @@
 use std::collections::HashSet;
 
 use contactsd::pb;
-use prost_types::FieldMask;
 
 use crate::helpers::*;
 
@@ -181,13 +180,14 @@ async fn bad_filters_page_sizes_and_masks_are_rejected_naming_the_field() {
     };
     assert_invalid(client.list_contacts(email).await, "email");
     assert_invalid(client.list_contacts(list(-1)).await, "page_size");
-    let mask = pb::ListContactsRequest {
-        read_mask: Some(FieldMask {
-            paths: vec!["name.nickname".into()],
-        }),
+    let unknown_path = pb::ListContactsRequest {
+        read_mask: mask(&["name.nickname"]),
         ..Default::default()
     };
-    assert_invalid(client.list_contacts(mask).await, "read_mask.paths[0]");
+    assert_invalid(
+        client.list_contacts(unknown_path).await,
+        "read_mask.paths[0]",
+    );
 }
 
 #[tokio::test]
@@ -206,9 +206,7 @@ async fn the_read_mask_returns_only_the_fields_asked_for_plus_id_and_etag() {
     .await;
 
     let request = pb::ListContactsRequest {
-        read_mask: Some(FieldMask {
-            paths: vec!["name.first".into(), "emails".into()],
-        }),
+        read_mask: mask(&["name.first", "emails"]),
         ..Default::default()
     };
     let contact = list_all(&mut client, request).await.remove(0);

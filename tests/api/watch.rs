@@ -4,7 +4,6 @@ use std::time::Duration;
 use contactsd::pb;
 use contactsd::pb::EventType;
 use contactsd::storage::feed::{Position, SeenSnapshot};
-use prost_types::FieldMask;
 use rand::Rng;
 use tonic::{Code, Streaming};
 use tonic_types::StatusExt;
@@ -126,9 +125,7 @@ async fn include_contact_sends_the_contact_as_it_was_after_each_change_with_the_
     let mut client = app.client("acme").await;
     let request = pb::WatchContactsRequest {
         include_contact: true,
-        read_mask: Some(FieldMask {
-            paths: vec!["name.first".into(), "tags".into()],
-        }),
+        read_mask: mask(&["name.first", "tags"]),
         ..Default::default()
     };
     let mut stream = client.watch_contacts(request).await.unwrap().into_inner();

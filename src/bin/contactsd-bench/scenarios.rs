@@ -75,6 +75,12 @@ impl Scenario {
     }
 }
 
+/// The read mask of the list scenarios, as sent and as the server parses it.
+const LIST_MASK: [&str; 2] = ["name", "emails"];
+static LIST_MASK_PARSED: std::sync::LazyLock<ReadMask> = std::sync::LazyLock::new(|| {
+    ReadMask::parse("read_mask", &LIST_MASK.map(String::from)).expect("a valid mask")
+});
+
 /// A seeded contact the scenarios aim at.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -237,7 +243,7 @@ impl Worker {
                 };
                 let request = pb::ListContactsRequest {
                     read_mask: Some(prost_types::FieldMask {
-                        paths: vec!["name".into(), "emails".into()],
+                        paths: LIST_MASK.map(String::from).to_vec(),
                     }),
                     email: filter.email.unwrap_or_default(),
                     page_size: size as i32,
@@ -257,11 +263,11 @@ impl Worker {
 
     /// The filter, position and size of a list scenario's page.
     fn list_page(&self, i: u64) -> (ListFilter, i64, i64) {
-        let mask_email = |email: &str| Email::parse(email).map(|e| e.key()).ok();
+        let email_key = |email: &str| Email::parse(email).map(|e| e.key()).ok();
         match self.scenario {
             Scenario::List => (
                 ListFilter {
-                    email: mask_email(&self.target(i).email),
+                    email: email_key(&self.target(i).email),
                     ..Default::default()
                 },
                 0,
@@ -294,8 +300,7 @@ impl Worker {
             Scenario::List | Scenario::ListFirst | Scenario::ListDeep | Scenario::ListScan
         ) {
             let (filter, after, size) = self.list_page(i);
-            let mask = ReadMask::parse("read_mask", &["name".into(), "emails".into()])
-                .expect("a valid mask");
+            let mask = *LIST_MASK_PARSED;
             // The server asks for one more row than a page, to know whether another follows.
             let result = sql::list_contacts(&client, site, &filter, after, size + 1, mask).await;
             *conn = Some(client);
