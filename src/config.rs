@@ -115,6 +115,16 @@ pub struct ServeArgs {
     )]
     pub db_pool_size: usize,
 
+    /// Database connections shared by point reads (GetContact, ListContacts
+    /// by email or phone), which pipeline their queries; in addition to the pool.
+    #[arg(
+        long,
+        env = "CONTACTS_DB_READ_CONNECTIONS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub db_read_connections: usize,
+
     /// Seconds a shutdown waits for calls in flight (a watch stream whose
     /// client stopped reading never finishes on its own) before cutting them off.
     #[arg(
@@ -133,6 +143,7 @@ pub struct Settings {
     pub database_url: String,
     pub default_region: crate::domain::Region,
     pub db_pool_size: usize,
+    pub db_read_connections: usize,
     pub feed: crate::feed::FeedSettings,
     /// How long a shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
@@ -147,6 +158,7 @@ impl Settings {
             database_url: cli.database_url.clone(),
             default_region,
             db_pool_size: cli.serve.db_pool_size.max(1),
+            db_read_connections: cli.serve.db_read_connections.max(1),
             feed: crate::feed::FeedSettings {
                 poll: Duration::from_millis(cli.serve.feed_poll_ms.max(1)),
                 heartbeat: Duration::try_from_secs_f64(cli.serve.heartbeat_secs)

@@ -53,7 +53,12 @@ impl Application {
     pub async fn build(
         settings: Settings,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let store = Store::connect(&settings.database_url, settings.db_pool_size).await?;
+        let store = Store::connect(
+            &settings.database_url,
+            settings.db_pool_size,
+            settings.db_read_connections,
+        )
+        .await?;
         let listener = TcpListener::bind(settings.listen).await?;
         let address = listener.local_addr()?;
         Ok(Self {

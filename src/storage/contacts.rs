@@ -37,10 +37,14 @@ impl Store {
         id: ContactId,
         mask: ReadMask,
     ) -> Result<Option<Contact>> {
-        sql::select_contact(&self.client().await?, site, id, mask).await
+        self.point_read(|reader| async move { sql::select_contact(&*reader, site, id, mask).await })
+            .await
     }
 
     /// A page of contacts and the snapshot it was read in; see [`sql::list_contacts`].
+    /// Filtered by an email or phone, it is a point read (few contacts share
+    /// a key); other pages read up to a page of rows and take a connection
+    /// of their own.
     pub async fn list_contacts(
         &self,
         site: i64,
@@ -49,7 +53,14 @@ impl Store {
         limit: i64,
         mask: ReadMask,
     ) -> Result<(Vec<(Contact, i64)>, String)> {
-        sql::list_contacts(&self.client().await?, site, filter, after_seq, limit, mask).await
+        if filter.email.is_none() && filter.phone.is_none() {
+            let client = self.client().await?;
+            return sql::list_contacts(&client, site, filter, after_seq, limit, mask).await;
+        }
+        self.point_read(|reader| async move {
+            sql::list_contacts(&*reader, site, filter, after_seq, limit, mask).await
+        })
+        .await
     }
 
     pub async fn edit_contact<T>(

@@ -5,9 +5,11 @@ pub mod contacts;
 pub mod feed;
 mod keys;
 mod pool;
+pub mod readers;
 pub mod sql;
 mod tx;
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,18 +26,22 @@ refinery::embed_migrations!("src/storage/migrations");
 /// Serializes migrations of replicas that start at the same time.
 const MIGRATION_LOCK: i64 = 0x636f_6e74_6163_7473; // "contacts"
 
-/// The service's handle on PostgreSQL: a pool of connections.
+/// The service's handle on PostgreSQL: a pool of connections, and a few
+/// shared ones for point reads.
 #[derive(Clone)]
 pub struct Store {
     pool: deadpool_postgres::Pool,
+    readers: std::sync::Arc<readers::Readers>,
     /// Signs the opaque tokens the service hands out; shared by all replicas.
     secret: std::sync::Arc<[u8]>,
 }
 
 impl Store {
     /// Connects to `url`, creating the database if it does not exist and
-    /// bringing its schema up to date.
-    pub async fn connect(url: &str, pool_size: usize) -> Result<Self> {
+    /// bringing its schema up to date. `pool_size` connections serve writes
+    /// and scans, each call its own; `read_connections` more are shared by
+    /// point reads (see [`readers`]).
+    pub async fn connect(url: &str, pool_size: usize, read_connections: usize) -> Result<Self> {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| Error::Internal(format!("invalid database URL: {e}")))?;
         config.connect_timeout(Duration::from_secs(5));
@@ -49,8 +55,13 @@ impl Store {
         config
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
-        let pool = pool::build(config, pool_size)
-            .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
+        let build = |size| {
+            pool::build(config.clone(), size)
+                .map_err(|e| Error::Internal(format!("building the pool: {e}")))
+        };
+        let pool = build(pool_size)?;
+        let read_connections = read_connections.max(1);
+        let readers = readers::Readers::new(build(2 * read_connections)?, read_connections);
         let secret: Vec<u8> = pool
             .get()
             .await?
@@ -59,12 +70,27 @@ impl Store {
             .get(0);
         Ok(Self {
             pool,
+            readers: readers.into(),
             secret: secret.into(),
         })
     }
 
     pub fn secret(&self) -> &[u8] {
         &self.secret
+    }
+
+    /// Runs a point read on a shared connection, and once more on another if
+    /// that one turns out closed (the database restarted): reads are safe to
+    /// repeat, and the caller need not see the restart.
+    async fn point_read<T, F>(&self, read: impl Fn(readers::Reader) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        let reader = self.readers.get().await?;
+        match read(reader.clone()).await {
+            Err(_) if reader.is_closed() => read(self.readers.get().await?).await,
+            result => result,
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {

@@ -74,6 +74,7 @@ async fn spawn(
         database_url: format!("postgres://postgres@{host}/{database}"),
         default_region: Default::default(),
         db_pool_size: 8,
+        db_read_connections: 2,
         feed,
         shutdown_grace: SHUTDOWN_GRACE,
     };

@@ -102,3 +102,36 @@ async fn a_client_retrying_an_unknown_key_is_refused_without_asking_the_database
         assert_code(unknown.get_contact(get()).await, Code::Unauthenticated);
     }
 }
+
+#[tokio::test]
+async fn reads_right_after_the_database_dropped_the_servers_connections_succeed() {
+    let proxy = Proxy::start().await;
+    let app = spawn_app_via(&proxy.address).await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+    let by_email = || contactsd::pb::ListContactsRequest {
+        email: "dana@example.com".into(),
+        ..Default::default()
+    };
+    // Open the shared read connections.
+    for _ in 0..4 {
+        get(&mut client, &created.contact_id).await.unwrap();
+        client.list_contacts(by_email()).await.unwrap();
+    }
+
+    // A restart in miniature: every connection dropped, the database back at once.
+    proxy.set_up(false);
+    proxy.set_up(true);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for _ in 0..4 {
+        let contact = get(&mut client, &created.contact_id)
+            .await
+            .expect("a dropped shared connection is replaced, not reported");
+        assert_eq!(contact.etag, created.etag);
+        let listed = client
+            .list_contacts(by_email())
+            .await
+            .expect("a dropped shared connection is replaced, not reported");
+        assert_eq!(listed.into_inner().contacts.len(), 1);
+    }
+}

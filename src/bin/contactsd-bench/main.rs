@@ -17,6 +17,7 @@ use contactsd::client::BearerAuth;
 use contactsd::config::DEFAULT_DATABASE_URL;
 use contactsd::domain::etag_of;
 use contactsd::pb::contacts_service_client::ContactsServiceClient;
+use contactsd::storage::readers::Readers;
 use hdrhistogram::Histogram;
 use scenarios::{Scenario, Target, Worker};
 use tonic::service::interceptor::InterceptedService;
@@ -61,6 +62,10 @@ struct Args {
     /// HTTP/2 connections the requests share (default: one per 4 in flight).
     #[arg(long)]
     connections: Option<usize>,
+    /// Connections the baseline's point reads share, as the server's
+    /// `--db-read-connections` (keep the two equal).
+    #[arg(long, default_value_t = 2)]
+    read_connections: usize,
     /// Alternations of RPC and baseline per scenario; the duration is split among them.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
@@ -97,6 +102,8 @@ pub struct Fixture {
     channels: Vec<Channel>,
     auth: BearerAuth,
     pool: deadpool_postgres::Pool,
+    /// The baseline's point reads, arranged as the server's.
+    readers: Arc<Readers>,
     targets: Arc<Vec<Target>>,
     nonce: u32,
     deep_after: i64,
@@ -155,17 +162,23 @@ async fn run(args: Args) -> Result<(), String> {
             targets.len()
         ));
     }
-    let manager = deadpool_postgres::Manager::new(pg_config, tokio_postgres::NoTls);
-    let pool = deadpool_postgres::Pool::builder(manager)
-        .max_size(concurrency)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let pool = |size| {
+        let manager = deadpool_postgres::Manager::new(pg_config.clone(), tokio_postgres::NoTls);
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(size)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let read_connections = args.read_connections.max(1);
+    let readers = Readers::new(pool(2 * read_connections)?, read_connections).into();
+    let pool = pool(concurrency)?;
     let fixture = Fixture {
         site,
         app: app.into(),
         channels,
         auth,
         pool,
+        readers,
         targets: Arc::new(targets),
         nonce: rand::random(),
         deep_after: deep_position(&admin, site).await?,
@@ -487,6 +500,7 @@ impl Worker {
             deep_after: fixture.deep_after,
             secret: fixture.secret.clone(),
             scan: (String::new(), 0),
+            readers: fixture.readers.clone(),
         }
     }
 }

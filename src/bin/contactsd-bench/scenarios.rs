@@ -13,6 +13,7 @@ use contactsd::domain::{
 use contactsd::error::Error;
 use contactsd::grpc::page_token;
 use contactsd::pb;
+use contactsd::storage::readers::Readers;
 use contactsd::storage::sql::ListFilter;
 use contactsd::storage::{Tx, contacts, sql};
 use deadpool_postgres::Object;
@@ -106,6 +107,8 @@ pub struct Worker {
     pub secret: Arc<[u8]>,
     /// A list-scan walk in progress: the next page's token and seq.
     pub scan: (String, i64),
+    /// Shared connections for point reads, as the server has.
+    pub readers: Arc<Readers>,
 }
 
 impl Worker {
@@ -281,23 +284,34 @@ impl Worker {
     }
 
     /// The same operation without gRPC: the server's storage functions (its
-    /// statements, transactions and pipelining) on a dedicated connection,
-    /// without authentication, wire parsing or the connection pool.
+    /// statements, transactions and pipelining) on a dedicated connection, or
+    /// for point reads on shared ones as the server reads them, without
+    /// authentication, wire parsing or the connection pool.
     pub async fn baseline(&mut self, conn: &mut Option<Object>, i: u64) -> Result<(), Error> {
         let (site, app) = (self.site, self.app.clone());
+        if self.scenario == Scenario::Get {
+            let reader = self.readers.get().await?;
+            let id = self.target(i).id;
+            return sql::select_contact(&*reader, site, id, ReadMask::ALL)
+                .await
+                .map(drop);
+        }
+        if self.scenario == Scenario::List {
+            let (filter, after, size) = self.list_page(i);
+            let reader = self.readers.get().await?;
+            let mask = *LIST_MASK_PARSED;
+            return sql::list_contacts(&*reader, site, &filter, after, size + 1, mask)
+                .await
+                .map(drop);
+        }
         let Some(client) = conn.take() else {
             return Err(Error::Unavailable(
                 "the baseline connection was lost".into(),
             ));
         };
-        if self.scenario == Scenario::Get {
-            let result = sql::select_contact(&client, site, self.target(i).id, ReadMask::ALL).await;
-            *conn = Some(client);
-            return result.map(drop);
-        }
         if matches!(
             self.scenario,
-            Scenario::List | Scenario::ListFirst | Scenario::ListDeep | Scenario::ListScan
+            Scenario::ListFirst | Scenario::ListDeep | Scenario::ListScan
         ) {
             let (filter, after, size) = self.list_page(i);
             let mask = *LIST_MASK_PARSED;
