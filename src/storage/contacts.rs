@@ -42,9 +42,8 @@ impl Store {
     }
 
     /// A page of contacts and the snapshot it was read in; see [`sql::list_contacts`].
-    /// Filtered by an email or phone, it is a point read (few contacts share
-    /// a key); other pages read up to a page of rows and take a connection
-    /// of their own.
+    /// Point reads (see [`sql::ListFilter::is_point_read`]) share connections;
+    /// other pages take a connection of their own.
     pub async fn list_contacts(
         &self,
         site: i64,
@@ -53,7 +52,7 @@ impl Store {
         limit: i64,
         mask: ReadMask,
     ) -> Result<(Vec<(Contact, i64)>, String)> {
-        if filter.email.is_none() && filter.phone.is_none() {
+        if !filter.is_point_read() {
             let client = self.client().await?;
             return sql::list_contacts(&client, site, filter, after_seq, limit, mask).await;
         }

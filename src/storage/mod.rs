@@ -55,13 +55,9 @@ impl Store {
         config
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
-        let build = |size| {
-            pool::build(config.clone(), size)
-                .map_err(|e| Error::Internal(format!("building the pool: {e}")))
-        };
-        let pool = build(pool_size)?;
-        let read_connections = read_connections.max(1);
-        let readers = readers::Readers::new(build(2 * read_connections)?, read_connections);
+        let readers = readers::Readers::new(config.clone(), read_connections)?;
+        let pool = pool::build(config, pool_size)
+            .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
         let secret: Vec<u8> = pool
             .get()
             .await?

@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{Object, Pool, tokio_postgres};
 
-use super::pool::VERIFY_AFTER_IDLE;
-use crate::error::Result;
+use super::pool::{self, VERIFY_AFTER_IDLE};
+use crate::error::{Error, Result};
 
 /// A connection shared by concurrent point reads.
 pub type Reader = Arc<Object>;
@@ -38,14 +38,18 @@ pub struct Readers {
 }
 
 impl Readers {
-    /// `count` shared connections taken from `pool`, which should hold twice
-    /// as many so that a replacement never waits for a closed one to drain.
-    pub fn new(pool: Pool, count: usize) -> Self {
-        Self {
+    /// `count` (at least one) shared connections to the database of `config`,
+    /// opened when first used. Their pool holds twice as many, so that a
+    /// replacement never waits for a closed one to drain.
+    pub fn new(config: tokio_postgres::Config, count: usize) -> Result<Self> {
+        let count = count.max(1);
+        let pool = pool::build(config, 2 * count)
+            .map_err(|e| Error::Internal(format!("building the readers' pool: {e}")))?;
+        Ok(Self {
             pool,
-            slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
+            slots: (0..count).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// The next shared connection, round-robin. One that is closed, or has

@@ -129,6 +129,14 @@ pub struct ListFilter {
     pub last_name: Option<String>,
 }
 
+impl ListFilter {
+    /// Whether a page is a point read: few contacts share an email or phone
+    /// key, while other pages read up to a page of rows.
+    pub fn is_point_read(&self) -> bool {
+        self.email.is_some() || self.phone.is_some()
+    }
+}
+
 /// One page of a site's contacts in creation order, after `after_seq`, and
 /// the snapshot it was read in (`pg_current_snapshot()` as text, for the
 /// change feed's list-then-watch cursor). Returns at most `limit` contacts

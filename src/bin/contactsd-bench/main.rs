@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use contactsd::client::BearerAuth;
 use contactsd::config::DEFAULT_DATABASE_URL;
-use contactsd::domain::etag_of;
+use contactsd::domain::{Email, etag_of};
+use contactsd::grpc::page_token;
 use contactsd::pb::contacts_service_client::ContactsServiceClient;
 use contactsd::storage::readers::Readers;
+use contactsd::storage::sql::ListFilter;
 use hdrhistogram::Histogram;
 use scenarios::{Scenario, Target, Worker};
 use tonic::service::interceptor::InterceptedService;
@@ -107,7 +109,8 @@ pub struct Fixture {
     targets: Arc<Vec<Target>>,
     nonce: u32,
     deep_after: i64,
-    secret: Arc<[u8]>,
+    /// The page token of the deep page, signed once.
+    deep_token: String,
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -162,16 +165,28 @@ async fn run(args: Args) -> Result<(), String> {
             targets.len()
         ));
     }
-    let pool = |size| {
-        let manager = deadpool_postgres::Manager::new(pg_config.clone(), tokio_postgres::NoTls);
-        deadpool_postgres::Pool::builder(manager)
-            .max_size(size)
-            .build()
-            .map_err(|e| e.to_string())
+    let readers = Readers::new(pg_config.clone(), args.read_connections)
+        .map_err(|e| e.to_string())?
+        .into();
+    let manager = deadpool_postgres::Manager::new(pg_config, tokio_postgres::NoTls);
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(concurrency)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let secret: Vec<u8> = admin
+        .query_one("SELECT secret FROM server_secret", &[])
+        .await
+        .map_err(|e| format!("reading the token secret: {e}"))?
+        .get(0);
+    let deep_after = deep_position(&admin, site).await?;
+    // A deep page straight away: the listing's watch cursor is not what the
+    // scenario measures, so the token carries none.
+    let deep_page = page_token::Page {
+        after_seq: deep_after,
+        watch_cursor: String::new(),
     };
-    let read_connections = args.read_connections.max(1);
-    let readers = Readers::new(pool(2 * read_connections)?, read_connections).into();
-    let pool = pool(concurrency)?;
+    let no_filter = page_token::fingerprint(&ListFilter::default());
+    let deep_token = page_token::encode(&secret, site, no_filter, &deep_page);
     let fixture = Fixture {
         site,
         app: app.into(),
@@ -181,13 +196,8 @@ async fn run(args: Args) -> Result<(), String> {
         readers,
         targets: Arc::new(targets),
         nonce: rand::random(),
-        deep_after: deep_position(&admin, site).await?,
-        secret: admin
-            .query_one("SELECT secret FROM server_secret", &[])
-            .await
-            .map_err(|e| format!("reading the token secret: {e}"))?
-            .get::<_, Vec<u8>>(0)
-            .into(),
+        deep_after,
+        deep_token,
     };
 
     let scenarios = if args.scenario.is_empty() {
@@ -264,13 +274,16 @@ async fn sample_targets(admin: &tokio_postgres::Client, site: i64) -> Result<Vec
         )
         .await
         .map_err(|e| format!("sampling contacts: {e}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Target {
-            id: r.get(0),
-            email: r.get(1),
+    rows.iter()
+        .map(|r| {
+            let email = Email::parse(r.get(1)).map_err(|e| format!("a seeded email: {e}"))?;
+            Ok(Target {
+                id: r.get(0),
+                email_key: email.key(),
+                email,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The seq after which page 5,000 of 100 starts (or the middle of a smaller site).
@@ -428,21 +441,12 @@ async fn run_phase(
         let mut worker = Worker::new(fixture, scenario, id, concurrency, etags);
         let channel = fixture.channels[id % fixture.channels.len()].clone();
         let mut client = ContactsServiceClient::with_interceptor(channel, fixture.auth.clone());
-        let pool = fixture.pool.clone();
         let (stop, counter) = (stop.clone(), counter.clone());
         tasks.push(tokio::spawn(async move {
             let mut measured = Measured::new();
             let mut conn = None;
             while !stop.load(Ordering::Relaxed) {
                 let i = counter.fetch_add(1, Ordering::Relaxed);
-                if side == Side::Baseline && conn.is_none() {
-                    // A dedicated connection per worker, held across calls.
-                    conn = Some(
-                        pool.get()
-                            .await
-                            .map_err(|e| format!("baseline connection: {e}"))?,
-                    );
-                }
                 let started = Instant::now();
                 let result = match side {
                     Side::Rpc => worker
@@ -498,7 +502,8 @@ impl Worker {
             nonce: fixture.nonce,
             etags,
             deep_after: fixture.deep_after,
-            secret: fixture.secret.clone(),
+            deep_token: fixture.deep_token.clone(),
+            pool: fixture.pool.clone(),
             scan: (String::new(), 0),
             readers: fixture.readers.clone(),
         }
@@ -521,7 +526,7 @@ async fn measure_watch(
         run_phase(
             fixture,
             admin,
-            Scenario::Watch,
+            Scenario::ReconcileNew,
             Side::Rpc,
             concurrency,
             phase,

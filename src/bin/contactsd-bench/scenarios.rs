@@ -11,7 +11,6 @@ use contactsd::domain::{
     Region, Replacement,
 };
 use contactsd::error::Error;
-use contactsd::grpc::page_token;
 use contactsd::pb;
 use contactsd::storage::readers::Readers;
 use contactsd::storage::sql::ListFilter;
@@ -86,7 +85,9 @@ static LIST_MASK_PARSED: std::sync::LazyLock<ReadMask> = std::sync::LazyLock::ne
 #[derive(Debug, Clone)]
 pub struct Target {
     pub id: Uuid,
-    pub email: String,
+    pub email: Email,
+    /// The email as ListContacts filters by it.
+    pub email_key: String,
 }
 
 /// What one worker needs: the shared fixture and its own identity.
@@ -101,10 +102,11 @@ pub struct Worker {
     pub nonce: u32,
     /// The etags of this worker's override targets, as last seen.
     pub etags: Vec<(Uuid, String)>,
-    /// Where the list scenarios start: the seq before the deep page, and the
-    /// secret that signs page tokens (the bench signs the deep page's token).
+    /// Where list-deep starts: the seq before the deep page, and its token.
     pub deep_after: i64,
-    pub secret: Arc<[u8]>,
+    pub deep_token: String,
+    /// Where the baseline takes its dedicated connection, when it needs one.
+    pub pool: deadpool_postgres::Pool,
     /// A list-scan walk in progress: the next page's token and seq.
     pub scan: (String, i64),
     /// Shared connections for point reads, as the server has.
@@ -155,7 +157,7 @@ impl Worker {
             emails: vec![EmailValue {
                 id: Uuid::new_v4(),
                 tag: String::new(),
-                email: Email::parse(&self.target(i).email).unwrap(),
+                email: self.target(i).email.clone(),
                 status: EmailStatus::Unspecified,
             }],
             tags: vec![self.unique_tag("m", i)],
@@ -178,8 +180,8 @@ impl Worker {
     /// One RPC of the scenario.
     pub async fn rpc(&mut self, client: &mut Client, i: u64) -> Result<(), tonic::Status> {
         match self.scenario {
-            Scenario::ReconcileNew | Scenario::ReconcileMerge | Scenario::Watch => {
-                let data = if self.scenario != Scenario::ReconcileMerge {
+            Scenario::ReconcileNew | Scenario::ReconcileMerge => {
+                let data = if self.scenario == Scenario::ReconcileNew {
                     self.new_contact(i)
                 } else {
                     self.merge_report(i)
@@ -224,6 +226,7 @@ impl Worker {
                 let response = client.override_value(request).await?.into_inner();
                 self.etags[slot].1 = response.etag;
             }
+            Scenario::Watch => unreachable!("the watch scenario writes as reconcile-new"),
             Scenario::List | Scenario::ListFirst | Scenario::ListDeep | Scenario::ListScan => {
                 let (filter, after, size) = self.list_page(i);
                 let page_token = if after == 0 {
@@ -231,18 +234,7 @@ impl Worker {
                 } else if self.scenario == Scenario::ListScan {
                     self.scan.0.clone()
                 } else {
-                    // A deep page straight away: the listing's watch cursor is
-                    // not what this scenario measures, so it carries none.
-                    let page = page_token::Page {
-                        after_seq: after,
-                        watch_cursor: String::new(),
-                    };
-                    page_token::encode(
-                        &self.secret,
-                        self.site,
-                        page_token::fingerprint(&filter),
-                        &page,
-                    )
+                    self.deep_token.clone()
                 };
                 let request = pb::ListContactsRequest {
                     read_mask: Some(prost_types::FieldMask {
@@ -266,11 +258,10 @@ impl Worker {
 
     /// The filter, position and size of a list scenario's page.
     fn list_page(&self, i: u64) -> (ListFilter, i64, i64) {
-        let email_key = |email: &str| Email::parse(email).map(|e| e.key()).ok();
         match self.scenario {
             Scenario::List => (
                 ListFilter {
-                    email: email_key(&self.target(i).email),
+                    email: Some(self.target(i).email_key.clone()),
                     ..Default::default()
                 },
                 0,
@@ -284,11 +275,12 @@ impl Worker {
     }
 
     /// The same operation without gRPC: the server's storage functions (its
-    /// statements, transactions and pipelining) on a dedicated connection, or
-    /// for point reads on shared ones as the server reads them, without
-    /// authentication, wire parsing or the connection pool.
+    /// statements, transactions and pipelining) on a dedicated connection
+    /// (`conn`, taken when first needed and kept), or for point reads on
+    /// shared ones as the server reads them, without authentication, wire
+    /// parsing or the connection pool.
     pub async fn baseline(&mut self, conn: &mut Option<Object>, i: u64) -> Result<(), Error> {
-        let (site, app) = (self.site, self.app.clone());
+        let site = self.site;
         if self.scenario == Scenario::Get {
             let reader = self.readers.get().await?;
             let id = self.target(i).id;
@@ -296,29 +288,21 @@ impl Worker {
                 .await
                 .map(drop);
         }
-        if self.scenario == Scenario::List {
-            let (filter, after, size) = self.list_page(i);
-            let reader = self.readers.get().await?;
-            let mask = *LIST_MASK_PARSED;
-            return sql::list_contacts(&*reader, site, &filter, after, size + 1, mask)
-                .await
-                .map(drop);
-        }
-        let Some(client) = conn.take() else {
-            return Err(Error::Unavailable(
-                "the baseline connection was lost".into(),
-            ));
-        };
-        if matches!(
+        let is_list = matches!(
             self.scenario,
-            Scenario::ListFirst | Scenario::ListDeep | Scenario::ListScan
-        ) {
+            Scenario::List | Scenario::ListFirst | Scenario::ListDeep | Scenario::ListScan
+        );
+        if is_list {
             let (filter, after, size) = self.list_page(i);
             let mask = *LIST_MASK_PARSED;
             // The server asks for one more row than a page, to know whether another follows.
-            let result = sql::list_contacts(&client, site, &filter, after, size + 1, mask).await;
-            *conn = Some(client);
-            let (rows, _) = result?;
+            let (rows, _) = if filter.is_point_read() {
+                let reader = self.readers.get().await?;
+                sql::list_contacts(&*reader, site, &filter, after, size + 1, mask).await?
+            } else {
+                let client = self.dedicated(conn).await?;
+                sql::list_contacts(client, site, &filter, after, size + 1, mask).await?
+            };
             if self.scenario == Scenario::ListScan {
                 // Continue after this page, or start over at the end of the site.
                 let more = rows.len() as i64 > size;
@@ -326,13 +310,16 @@ impl Worker {
             }
             return Ok(());
         }
+        let app = self.app.clone();
+        let client = match conn.take() {
+            Some(client) => client,
+            None => self.pool.get().await?,
+        };
         let tx = Tx::start(client).await?;
         let result = match self.scenario {
-            Scenario::ReconcileNew | Scenario::Watch => {
-                contacts::reconcile(&tx, site, &app, self.new_contact(i))
-                    .await
-                    .map(drop)
-            }
+            Scenario::ReconcileNew => contacts::reconcile(&tx, site, &app, self.new_contact(i))
+                .await
+                .map(drop),
             Scenario::ReconcileMerge => contacts::reconcile(&tx, site, &app, self.merge_report(i))
                 .await
                 .map(drop),
@@ -363,9 +350,18 @@ impl Worker {
             | Scenario::ListScan => {
                 unreachable!("answered above")
             }
+            Scenario::Watch => unreachable!("the watch scenario writes as reconcile-new"),
         };
         *conn = tx.into_client();
         result
+    }
+
+    /// The worker's dedicated connection, taken from the pool the first time.
+    async fn dedicated<'c>(&self, conn: &'c mut Option<Object>) -> Result<&'c Object, Error> {
+        if conn.is_none() {
+            *conn = Some(self.pool.get().await?);
+        }
+        Ok(conn.as_ref().expect("set just above"))
     }
 }
 

@@ -36,17 +36,7 @@ pub async fn deliver(
     rate: f64,
     duration: Duration,
 ) -> Result<WatchOutcome, String> {
-    let endpoint =
-        tonic::transport::Channel::from_shared(addr.to_owned()).map_err(|e| e.to_string())?;
-    let mut channels = Vec::new();
-    for _ in 0..watchers.div_ceil(STREAMS_PER_CONNECTION) {
-        channels.push(
-            endpoint
-                .connect()
-                .await
-                .map_err(|e| format!("connecting watchers: {e}"))?,
-        );
-    }
+    let channels = crate::connect_channels(addr, watchers.div_ceil(STREAMS_PER_CONNECTION)).await?;
     // When each write's response arrived (just after its commit), by contact id.
     let written: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
     let counts: Vec<Arc<AtomicU64>> = (0..watchers).map(|_| Arc::default()).collect();
@@ -79,7 +69,7 @@ pub async fn deliver(
     }
 
     // Writers: one call every 1/rate seconds, each creating a contact.
-    let writer = Worker::new(fixture, Scenario::Watch, 0, 1, Vec::new());
+    let writer = Worker::new(fixture, Scenario::ReconcileNew, 0, 1, Vec::new());
     let client: Client =
         ContactsServiceClient::with_interceptor(channels[0].clone(), fixture.auth.clone());
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
