@@ -22,8 +22,15 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The cursor of a ListContacts read in snapshot `xmin:xmax:xip,…`.
-    pub fn from_snapshot(site: i64, snapshot: &str) -> Option<Self> {
+    /// The cursor of a read in snapshot `xmin:xmax:xip,…` (as PostgreSQL
+    /// writes `pg_current_snapshot()`).
+    pub fn from_snapshot(site: i64, snapshot: &str) -> crate::error::Result<Self> {
+        Self::parse_snapshot(site, snapshot).ok_or_else(|| {
+            crate::error::Error::Internal(format!("unreadable snapshot {snapshot:?}"))
+        })
+    }
+
+    fn parse_snapshot(site: i64, snapshot: &str) -> Option<Self> {
         let mut parts = snapshot.split(':');
         let xmin: u64 = parts.next()?.parse().ok()?;
         let xmax: u64 = parts.next()?.parse().ok()?;

@@ -14,7 +14,7 @@
 
 pub mod cursor;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -117,9 +117,10 @@ impl Event {
     }
 }
 
-/// A page the reader broadcast: its changes, and how far it reaches.
+/// A page the reader broadcast: its changes by site (each site's in feed
+/// order, so that a watcher reads only its own), and how far it reaches.
 struct Batch {
-    changes: Vec<Arc<Event>>,
+    by_site: HashMap<i64, Vec<Arc<Event>>>,
     reach: Position,
 }
 
@@ -174,10 +175,16 @@ impl Feed {
                     let full = page.changes.len() as i64 >= PAGE;
                     if page.reach > after {
                         after = page.reach;
-                        let changes = page.changes.into_iter().map(Event::new).collect();
+                        let mut by_site = HashMap::<_, Vec<_>>::new();
+                        for change in page.changes {
+                            by_site
+                                .entry(change.site)
+                                .or_default()
+                                .push(Event::new(change));
+                        }
                         // No receivers is fine: nobody is watching.
                         let _ = self.pages.send(Arc::new(Batch {
-                            changes,
+                            by_site,
                             reach: page.reach,
                         }));
                     }
@@ -214,9 +221,7 @@ impl Feed {
     /// a long transaction anywhere holds it back, so changes committed before
     /// the watch began would come again.
     pub async fn now(&self, site: i64) -> Result<Cursor> {
-        let snapshot = self.store.feed_snapshot().await?;
-        Cursor::from_snapshot(site, &snapshot)
-            .ok_or_else(|| Error::Internal(format!("unreadable snapshot {snapshot:?}")))
+        Cursor::from_snapshot(site, &self.store.feed_snapshot().await?)
     }
 
     /// Fails with CURSOR_EXPIRED if changes after `cursor` were already pruned.
@@ -359,14 +364,16 @@ impl Watcher {
 
     /// Queues the batch's changes of this site that the cursor has not seen.
     fn take(&mut self, batch: &Batch) {
-        for event in &batch.changes {
-            if event.change.site == self.cursor.site && !self.cursor.has_seen(event.change.position)
-            {
+        let queued = self.pending.len();
+        for event in batch.by_site.get(&self.cursor.site).into_iter().flatten() {
+            if !self.cursor.has_seen(event.change.position) {
                 self.cursor.advance(event.change.position);
                 let text = self.feed.cursor_after(event, &self.cursor);
                 self.pending.push_back(Item::Change(event.clone(), text));
-                self.next_beat = Instant::now() + self.feed.settings.heartbeat;
             }
+        }
+        if self.pending.len() > queued {
+            self.next_beat = Instant::now() + self.feed.settings.heartbeat;
         }
         self.cursor.advance(batch.reach);
     }

@@ -15,8 +15,8 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Authenticator, Caller, Scope};
 use crate::domain::{AddOutcome, Contact, Email, Limits, Phone, ReadMask, Region, parse_text};
 use crate::error::{Error, FieldViolation, Result};
+use crate::feed::Feed;
 use crate::feed::cursor::Cursor;
-use crate::feed::{Feed, Item};
 use crate::pb::{self, contacts_service_server::ContactsService};
 use crate::storage::sql::ListFilter;
 use crate::storage::{Reconciled, Store};
@@ -176,9 +176,7 @@ impl ContactsApi {
         // The first page's snapshot stands for the whole listing (see page_token).
         let watch_cursor = match continued {
             Some(page) => page.watch_cursor,
-            None => Cursor::from_snapshot(caller.site_id, &snapshot)
-                .ok_or_else(|| Error::Internal(format!("unreadable snapshot {snapshot:?}")))?
-                .encode(secret),
+            None => Cursor::from_snapshot(caller.site_id, &snapshot)?.encode(secret),
         };
         let next_page_token = match rows.last() {
             Some((_, seq)) if more => {
@@ -200,16 +198,12 @@ impl ContactsApi {
         })
     }
 
-    /// Checks a watch request and opens its stream of feed items, with what
-    /// each event should include.
-    async fn open_watch(
+    /// WatchContacts, with events encoded once and shared across watchers
+    /// where they can be (see [`watch`]).
+    pub(crate) async fn watch_encoded(
         &self,
         request: Request<pb::WatchContactsRequest>,
-    ) -> Result<(
-        impl futures::Stream<Item = Result<Item>> + Send + use<>,
-        bool,
-        ReadMask,
-    )> {
+    ) -> Result<watch::EncodedStream> {
         let caller = self.caller(&request, Scope::Read).await?;
         let request = request.into_inner();
         let mut fields = Fields::default();
@@ -230,15 +224,8 @@ impl ContactsApi {
             // A cursor at the end of the feed cannot have expired.
             None => self.feed.now(caller.site_id).await?,
         };
-        Ok((self.feed.watch(cursor), request.include_contact, mask))
-    }
-
-    /// WatchContacts with events already encoded, shared across watchers.
-    pub(crate) async fn watch_encoded(
-        &self,
-        request: Request<pb::WatchContactsRequest>,
-    ) -> Result<watch::EncodedStream> {
-        let (items, include, mask) = self.open_watch(request).await?;
+        let include = request.include_contact;
+        let items = self.feed.watch(cursor);
         Ok(Box::pin(futures::StreamExt::map(items, move |item| {
             item.map(|item| watch::encode_event(item, include, mask))
                 .map_err(Status::from)

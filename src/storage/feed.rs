@@ -172,12 +172,14 @@ fn page_from_rows(rows: Vec<Row>, after: Position, limit: i64) -> Result<FeedPag
 }
 
 impl Store {
-    /// The one row of a parameterless statement, prepared once per connection
-    /// (these run every poll and every watch).
-    async fn one_row(&self, sql: &str) -> Result<Row> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await?;
-        Ok(client.query_one(&statement, &[]).await?)
+    /// The one row of a short parameterless statement, as a point read,
+    /// prepared once per connection (these run every poll and every watch).
+    async fn one_row(&self, sql: &'static str) -> Result<Row> {
+        self.point_read(|reader| async move {
+            let statement = reader.prepare_cached(sql).await?;
+            Ok(reader.query_one(&statement, &[]).await?)
+        })
+        .await
     }
 
     /// The current horizon as a position: every change before it is readable.
