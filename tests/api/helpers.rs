@@ -48,14 +48,17 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the app connecting to PostgreSQL at `host` (a proxy, in outage tests).
 pub async fn spawn_app_via(host: &str) -> TestApp {
-    let database = format!("contactsd_test_{}", uuid::Uuid::new_v4().simple());
-    spawn(host, database, test_feed(), true).await
+    spawn(host, fresh_database(), test_feed(), true).await
 }
 
 /// Spawns the app with its own feed settings.
 pub async fn spawn_app_with(feed: contactsd::feed::FeedSettings) -> TestApp {
-    let database = format!("contactsd_test_{}", uuid::Uuid::new_v4().simple());
-    spawn(&database_host(), database, feed, true).await
+    spawn(&database_host(), fresh_database(), feed, true).await
+}
+
+/// A database name no other test uses.
+fn fresh_database() -> String {
+    format!("contactsd_test_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Spawns another server on `app`'s database: a second replica.
@@ -263,6 +266,19 @@ pub async fn create(client: &mut Client, contact: pb::Contact) -> pb::ReconcileR
         .await
         .expect("reconcile succeeds")
         .into_inner()
+}
+
+/// Creates `n` contacts one after another, `{prefix}{i}@example.com`; their ids.
+pub async fn create_many(client: &mut Client, n: usize, prefix: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            create(client, with_email(&format!("{prefix}{i}@example.com")))
+                .await
+                .contact_id,
+        );
+    }
+    ids
 }
 
 pub async fn get(client: &mut Client, id: &str) -> Result<pb::Contact, tonic::Status> {

@@ -28,18 +28,6 @@ async fn list_all(client: &mut Client, mut request: pb::ListContactsRequest) -> 
     }
 }
 
-async fn create_many(client: &mut Client, n: usize, prefix: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        ids.push(
-            create(client, with_email(&format!("{prefix}{i}@example.com")))
-                .await
-                .contact_id,
-        );
-    }
-    ids
-}
-
 #[tokio::test]
 async fn listing_pages_through_every_contact_in_creation_order() {
     let app = spawn_app().await;

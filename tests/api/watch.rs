@@ -10,16 +10,21 @@ use tonic_types::StatusExt;
 
 use crate::helpers::*;
 
-async fn watch(client: &mut Client, start_after: &str) -> Streaming<pb::ContactEvent> {
+async fn try_watch(
+    client: &mut Client,
+    start_after: &str,
+) -> Result<Streaming<pb::ContactEvent>, tonic::Status> {
     let request = pb::WatchContactsRequest {
         start_after: start_after.into(),
         ..Default::default()
     };
-    client
-        .watch_contacts(request)
+    Ok(client.watch_contacts(request).await?.into_inner())
+}
+
+async fn watch(client: &mut Client, start_after: &str) -> Streaming<pb::ContactEvent> {
+    try_watch(client, start_after)
         .await
         .expect("the watch starts")
-        .into_inner()
 }
 
 /// The next event that is not a heartbeat, within 10 s (heartbeats do not extend the wait).
@@ -171,24 +176,12 @@ async fn resuming_from_a_cursor_delivers_exactly_the_changes_after_it() {
     let app = spawn_app().await;
     let mut client = app.client("acme").await;
     let mut stream = watch(&mut client, "").await;
-    for i in 0..2 {
-        create(&mut client, with_email(&format!("a{i}@example.com"))).await;
-    }
+    create_many(&mut client, 2, "a").await;
     next_change(&mut stream).await;
     let cursor = next_change(&mut stream).await.cursor;
     drop(stream);
 
-    let later: Vec<_> = {
-        let mut ids = Vec::new();
-        for i in 0..3 {
-            ids.push(
-                create(&mut client, with_email(&format!("b{i}@example.com")))
-                    .await
-                    .contact_id,
-            );
-        }
-        ids
-    };
+    let later = create_many(&mut client, 3, "b").await;
 
     let mut resumed = watch(&mut client, &cursor).await;
     for id in &later {
@@ -214,7 +207,7 @@ async fn no_committed_change_is_skipped_when_writers_commit_out_of_order_and_rol
     // Eight writers whose transactions take their sequence numbers first and
     // commit after random delays, so commits land out of sequence order; a
     // quarter of them roll back. Real RPC writes run alongside.
-    let writers = (0..8).map(|w| {
+    let writers = (0..8).map(|_| {
         let url = app.database_url();
         tokio::spawn(async move {
             let (mut db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -222,7 +215,7 @@ async fn no_committed_change_is_skipped_when_writers_commit_out_of_order_and_rol
                 .unwrap();
             tokio::spawn(connection);
             let mut committed = Vec::new();
-            for i in 0..12 {
+            for _ in 0..12 {
                 let id = uuid::Uuid::new_v4();
                 let delay = rand::rng().random_range(0..40) as f64 / 1000.0;
                 let rollback = rand::rng().random_range(0..4) == 0;
@@ -235,24 +228,13 @@ async fn no_committed_change_is_skipped_when_writers_commit_out_of_order_and_rol
                     tx.commit().await.unwrap();
                     committed.push(id.to_string());
                 }
-                let _ = (w, i);
             }
             committed
         })
     });
     let rpc = {
         let mut client = client.clone();
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..20 {
-                ids.push(
-                    create(&mut client, with_email(&format!("rpc{i}@example.com")))
-                        .await
-                        .contact_id,
-                );
-            }
-            ids
-        })
+        tokio::spawn(async move { create_many(&mut client, 20, "rpc").await })
     };
     let mut expected: HashSet<String> = HashSet::new();
     for writer in writers {
@@ -441,9 +423,7 @@ async fn shutdown_cuts_off_a_stream_whose_client_stopped_reading_after_the_grace
     };
     let _unread = reader.watch_contacts(request).await.unwrap();
     let mut writer = app.client_with_key(&key).await;
-    for n in 0..40 {
-        create(&mut writer, with_email(&format!("w{n}@example.com"))).await;
-    }
+    create_many(&mut writer, 40, "w").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     app.shut_down();
@@ -481,12 +461,8 @@ async fn a_watcher_never_sees_another_sites_changes_or_accepts_its_cursors() {
     assert_eq!(next_change(&mut stream).await.contact_id, ours.contact_id);
 
     let acme_cursor = current_cursor(&mut acme).await;
-    let request = pb::WatchContactsRequest {
-        start_after: acme_cursor,
-        ..Default::default()
-    };
     assert_invalid(
-        globex.watch_contacts(request).await.map(drop),
+        try_watch(&mut globex, &acme_cursor).await.map(drop),
         "start_after",
     );
 }
@@ -496,20 +472,13 @@ async fn watching_needs_the_read_scope_and_a_well_formed_cursor() {
     let app = spawn_app().await;
     let mut writer = app.client_with_key(&app.key("acme", "write").await).await;
     assert_code(
-        writer
-            .watch_contacts(pb::WatchContactsRequest::default())
-            .await
-            .map(drop),
+        try_watch(&mut writer, "").await.map(drop),
         Code::PermissionDenied,
     );
 
     let mut reader = app.client("acme").await;
-    let request = pb::WatchContactsRequest {
-        start_after: "not-a-cursor".into(),
-        ..Default::default()
-    };
     assert_invalid(
-        reader.watch_contacts(request).await.map(drop),
+        try_watch(&mut reader, "not-a-cursor").await.map(drop),
         "start_after",
     );
 }
@@ -518,8 +487,7 @@ async fn watching_needs_the_read_scope_and_a_well_formed_cursor() {
 async fn a_cursor_older_than_the_retention_is_out_of_range_with_cursor_expired() {
     let app = spawn_app_with(contactsd::feed::FeedSettings {
         retention: Duration::from_secs(1),
-        heartbeat: Duration::from_millis(300),
-        ..Default::default()
+        ..test_feed()
     })
     .await;
     let mut client = app.client("acme").await;
@@ -532,11 +500,7 @@ async fn a_cursor_older_than_the_retention_is_out_of_range_with_cursor_expired()
     let mut status = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let request = pb::WatchContactsRequest {
-            start_after: old.clone(),
-            ..Default::default()
-        };
-        if let Err(error) = client.watch_contacts(request).await {
+        if let Err(error) = try_watch(&mut client, &old).await {
             status = Some(error);
             break;
         }
