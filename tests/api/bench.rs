@@ -19,6 +19,10 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
             "1",
             "--concurrency",
             "4",
+            "--watchers",
+            "20",
+            "--watch-rate",
+            "50",
         ])
         .arg("--json")
         .env("DATABASE_URL", app.database_url())
@@ -47,7 +51,12 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
             "reconcile-merge",
             "get",
             "add-value",
-            "override"
+            "override",
+            "list",
+            "list-first",
+            "list-deep",
+            "list-scan",
+            "watch"
         ]
     );
     for report in &reports {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use contactsd::client::BearerAuth;
 use contactsd::config::DEFAULT_DATABASE_URL;
 use contactsd::domain::{Email, etag_of};
@@ -201,7 +201,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
 
     let scenarios = if args.scenario.is_empty() {
-        Scenario::ALL.to_vec()
+        Scenario::value_variants().to_vec()
     } else {
         args.scenario.clone()
     };

@@ -46,14 +46,6 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
-        Self::ReconcileNew,
-        Self::ReconcileMerge,
-        Self::Get,
-        Self::AddValue,
-        Self::Override,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Self::ReconcileNew => "reconcile-new",
