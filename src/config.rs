@@ -166,6 +166,7 @@ impl Settings {
                     .filter(|d| !d.is_zero())
                     .ok_or("--heartbeat-secs must be a positive number of seconds")?,
                 retention: Duration::from_secs(cli.serve.feed_retention_secs.max(1)),
+                ..Default::default()
             },
             shutdown_grace: Duration::try_from_secs_f64(cli.serve.shutdown_grace_secs)
                 .map_err(|_| "--shutdown-grace-secs must be a number of seconds, 0 or more")?,

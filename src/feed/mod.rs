@@ -30,8 +30,6 @@ use cursor::Cursor;
 
 /// Changes per reader poll and per catch-up read.
 const PAGE: i64 = 1_000;
-/// Pages the broadcast keeps for watchers that are behind.
-const BROADCAST_PAGES: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct FeedSettings {
@@ -41,6 +39,9 @@ pub struct FeedSettings {
     pub heartbeat: Duration,
     /// How long change records are kept; older cursors are expired.
     pub retention: Duration,
+    /// Batches of changes the live broadcast keeps for watchers that are
+    /// behind. One that falls further behind reads the rest from the table.
+    pub live_batches: usize,
 }
 
 impl Default for FeedSettings {
@@ -49,6 +50,7 @@ impl Default for FeedSettings {
             poll: Duration::from_millis(20),
             heartbeat: Duration::from_secs(15),
             retention: Duration::from_secs(7 * 24 * 3600),
+            live_batches: 256,
         }
     }
 }
@@ -140,7 +142,7 @@ impl Feed {
         settings: FeedSettings,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self> {
-        let (pages, _) = broadcast::channel(BROADCAST_PAGES);
+        let (pages, _) = broadcast::channel(settings.live_batches.max(1));
         let feed = Self {
             store,
             settings,
@@ -348,7 +350,10 @@ impl Watcher {
                         batch = self.live.recv() => match batch {
                             Ok(batch) => self.take(&batch),
                             // Fell behind the broadcast: read the rest from the table.
-                            Err(broadcast::error::RecvError::Lagged(_)) => self.phase = Phase::CatchUp,
+                            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                                tracing::debug!(missed, "a watcher fell behind the live feed; reading from the table");
+                                self.phase = Phase::CatchUp;
+                            }
                             Err(broadcast::error::RecvError::Closed) => self.phase = Phase::Stopping,
                         },
                         () = tokio::time::sleep_until(self.next_beat) => {

@@ -171,6 +171,98 @@ async fn include_contact_sends_the_contact_as_it_was_after_each_change_with_the_
     assert_eq!(second.tags, ["vip"]);
 }
 
+/// The event's contact is decoded from a JSON snapshot of the row, a path of
+/// its own beside the one GetContact reads: a column that one of them misses
+/// must fail here, not drop a field from events unnoticed.
+#[tokio::test]
+async fn an_included_contact_with_every_field_set_equals_what_get_contact_returns() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let request = pb::WatchContactsRequest {
+        include_contact: true,
+        ..Default::default()
+    };
+    let mut stream = client.watch_contacts(request).await.unwrap().into_inner();
+    let full = pb::Contact {
+        name: Some(pb::Name {
+            prefix: "Dr.".into(),
+            first: "Dana".into(),
+            middle: "R.".into(),
+            last: "Levi".into(),
+            suffix: "Jr.".into(),
+        }),
+        company: Some(pb::Company {
+            name: "Acme".into(),
+            role: "CTO".into(),
+        }),
+        picture: "https://pics.example/dana.png".into(),
+        emails: vec![pb::Email {
+            tag: "work".into(),
+            email: "dana@example.com".into(),
+            status: pb::EmailStatus::Recurring.into(),
+            ..Default::default()
+        }],
+        phones: vec![pb::Phone {
+            tag: "mobile".into(),
+            phone: "+1 415 555 0100".into(),
+            ..Default::default()
+        }],
+        addresses: vec![pb::Address {
+            tag: "home".into(),
+            address: "1 Main St".into(),
+            neighborhood: "Mission".into(),
+            city: "San Francisco".into(),
+            region: "CA".into(),
+            country: "US".into(),
+            postal_code: "94110".into(),
+            ..Default::default()
+        }],
+        urls: vec![pb::Url {
+            tag: "blog".into(),
+            url: "https://dana.example".into(),
+            ..Default::default()
+        }],
+        dates: vec![pb::ContactDate {
+            tag: "birthday".into(),
+            date: "1990-04-01".into(),
+            ..Default::default()
+        }],
+        notes: vec![pb::Note {
+            content: "met at the fair".into(),
+            ..Default::default()
+        }],
+        custom_fields: vec![pb::CustomField {
+            field: "shoe size".into(),
+            value: "42".into(),
+            ..Default::default()
+        }],
+        tags: vec!["vip".into()],
+        ..Default::default()
+    };
+
+    let created = create(&mut client, full).await;
+    let event = next_change(&mut stream).await;
+
+    let stored = get(&mut client, &created.contact_id).await.unwrap();
+    let included = event.contact.expect("the contact is included");
+    for (field, empty) in [
+        ("name", stored.name.is_none()),
+        ("company", stored.company.is_none()),
+        ("picture", stored.picture.is_empty()),
+        ("emails", stored.emails.is_empty()),
+        ("phones", stored.phones.is_empty()),
+        ("addresses", stored.addresses.is_empty()),
+        ("urls", stored.urls.is_empty()),
+        ("dates", stored.dates.is_empty()),
+        ("notes", stored.notes.is_empty()),
+        ("custom_fields", stored.custom_fields.is_empty()),
+        ("tags", stored.tags.is_empty()),
+    ] {
+        assert!(!empty, "the test contact sets {field}");
+    }
+    assert_eq!(included, stored);
+}
+
 #[tokio::test]
 async fn resuming_from_a_cursor_delivers_exactly_the_changes_after_it() {
     let app = spawn_app().await;
@@ -631,4 +723,65 @@ async fn pruning_never_deletes_a_change_still_within_the_retention() {
             .await,
         1
     );
+}
+
+/// A watcher whose client stops reading stops taking batches from the live
+/// broadcast (two batches deep here) and falls behind it; it then reads what
+/// it missed from the table, and still gets every change once, in order.
+#[tokio::test]
+async fn a_watcher_that_falls_behind_the_live_feed_still_gets_every_change_once_in_order() {
+    let app = spawn_app_with(contactsd::feed::FeedSettings {
+        live_batches: 2,
+        ..test_feed()
+    })
+    .await;
+    let mut writer = app.client("acme").await;
+    // A small HTTP/2 window: the server can send only about one of the big
+    // events below before the client reads, so the stream stops being polled.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let key = app.key("acme", "read").await;
+    let mut watcher = pb::contacts_service_client::ContactsServiceClient::with_interceptor(
+        channel,
+        contactsd::client::BearerAuth::new(&key).unwrap(),
+    );
+    let request = pb::WatchContactsRequest {
+        include_contact: true,
+        ..Default::default()
+    };
+    let mut stream = watcher.watch_contacts(request).await.unwrap().into_inner();
+
+    let big_notes: Vec<pb::Note> = (0..5)
+        .map(|_| pb::Note {
+            content: "n".repeat(10_000),
+            ..Default::default()
+        })
+        .collect();
+    let mut written = Vec::new();
+    for i in 0..20 {
+        let contact = pb::Contact {
+            notes: big_notes.clone(),
+            ..with_email(&format!("c{i}@example.com"))
+        };
+        written.push(create(&mut writer, contact).await.contact_id);
+        // Longer than the feed's poll, so that each change is a batch of its own.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+
+    let mut received = Vec::new();
+    while received.len() < written.len() {
+        received.push(next_change(&mut stream).await.contact_id);
+    }
+    assert_eq!(received, written);
+    let after = tokio::time::timeout(Duration::from_secs(1), stream.message())
+        .await
+        .expect("a heartbeat within a second")
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.r#type(), EventType::Heartbeat, "no change twice");
 }
