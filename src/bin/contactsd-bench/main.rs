@@ -543,7 +543,7 @@ async fn measure_watch(
     let rss = rss.stop();
     let ratio = with.per_second() / without.per_second().max(1e-9);
     let ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1000.0;
-    let row = format!(
+    let mut row = format!(
         "{:<15} {:>7.0} (reconcile-new with {} watchers) | {:>6.0} (without) | {:>5.2} {:>7} {:>8}\n  \
          delivery: {}/{} watchers got all {} changes written at {}/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         "watch",
@@ -561,6 +561,12 @@ async fn measure_watch(
         ms(0.99),
         outcome.latency.max() as f64 / 1000.0,
     );
+    for error in [&with.first_error, &without.first_error]
+        .into_iter()
+        .flatten()
+    {
+        row.push_str(&format!("\n  first error: {error}"));
+    }
     let json = serde_json::json!({
         "scenario": "watch",
         "rpc_per_s": with.per_second(),
