@@ -329,10 +329,7 @@ impl Watcher {
                     Ok(page) => {
                         let full = page.changes.len() as i64 >= PAGE;
                         for change in page.changes {
-                            self.cursor.advance(change.position);
-                            let event = Event::new(change);
-                            let text = self.feed.cursor_after(&event, &self.cursor);
-                            self.pending.push_back(Item::Change(event, text));
+                            self.queue(Event::new(change));
                         }
                         self.cursor.advance(page.reach);
                         if !full {
@@ -372,15 +369,20 @@ impl Watcher {
         let queued = self.pending.len();
         for event in batch.by_site.get(&self.cursor.site).into_iter().flatten() {
             if !self.cursor.has_seen(event.change.position) {
-                self.cursor.advance(event.change.position);
-                let text = self.feed.cursor_after(event, &self.cursor);
-                self.pending.push_back(Item::Change(event.clone(), text));
+                self.queue(event.clone());
             }
         }
         if self.pending.len() > queued {
             self.next_beat = Instant::now() + self.feed.settings.heartbeat;
         }
         self.cursor.advance(batch.reach);
+    }
+
+    /// Queues `event` and moves the cursor just past it.
+    fn queue(&mut self, event: Arc<Event>) {
+        self.cursor.advance(event.change.position);
+        let text = self.feed.cursor_after(&event, &self.cursor);
+        self.pending.push_back(Item::Change(event, text));
     }
 
     fn heartbeat(&self) -> Item {

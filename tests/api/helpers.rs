@@ -122,12 +122,19 @@ impl TestApp {
     }
 
     pub async fn client_with_key(&self, key: &str) -> Client {
-        let channel = Channel::from_shared(format!("http://{}", self.address))
-            .unwrap()
+        authorized(self.channel().await, key)
+    }
+
+    /// A client with `key` whose HTTP/2 stream window is `bytes`: a stream it
+    /// stops reading stalls the server once about that much is unread.
+    pub async fn client_with_stream_window(&self, key: &str, bytes: u32) -> Client {
+        let channel = self
+            .endpoint()
+            .initial_stream_window_size(bytes)
             .connect()
             .await
             .unwrap();
-        ContactsServiceClient::with_interceptor(channel, BearerAuth::new(key).unwrap())
+        authorized(channel, key)
     }
 
     /// A client with a read+write key on `site`.
@@ -137,11 +144,11 @@ impl TestApp {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.address))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        self.endpoint().connect().await.unwrap()
+    }
+
+    fn endpoint(&self) -> tonic::transport::Endpoint {
+        Channel::from_shared(format!("http://{}", self.address)).unwrap()
     }
 
     pub fn database_url(&self) -> String {
@@ -213,6 +220,10 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+fn authorized(channel: Channel, key: &str) -> Client {
+    ContactsServiceClient::with_interceptor(channel, BearerAuth::new(key).unwrap())
 }
 
 // ---- request builders ----

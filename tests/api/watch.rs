@@ -499,16 +499,7 @@ async fn shutdown_cuts_off_a_stream_whose_client_stopped_reading_after_the_grace
     let key = app.key("acme", "read,write").await;
     // A 1 KiB stream window: a client that stops reading stalls the stream
     // after a few events, and the server can no longer finish it.
-    let stalled = tonic::transport::Channel::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .initial_stream_window_size(1024)
-        .connect()
-        .await
-        .unwrap();
-    let mut reader = pb::contacts_service_client::ContactsServiceClient::with_interceptor(
-        stalled,
-        contactsd::client::BearerAuth::new(&key).unwrap(),
-    );
+    let mut reader = app.client_with_stream_window(&key, 1024).await;
     let request = pb::WatchContactsRequest {
         include_contact: true,
         ..Default::default()
@@ -738,18 +729,8 @@ async fn a_watcher_that_falls_behind_the_live_feed_still_gets_every_change_once_
     let mut writer = app.client("acme").await;
     // A small HTTP/2 window: the server can send only about one of the big
     // events below before the client reads, so the stream stops being polled.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .initial_stream_window_size(65_535)
-        .initial_connection_window_size(65_535)
-        .connect()
-        .await
-        .unwrap();
     let key = app.key("acme", "read").await;
-    let mut watcher = pb::contacts_service_client::ContactsServiceClient::with_interceptor(
-        channel,
-        contactsd::client::BearerAuth::new(&key).unwrap(),
-    );
+    let mut watcher = app.client_with_stream_window(&key, 65_535).await;
     let request = pb::WatchContactsRequest {
         include_contact: true,
         ..Default::default()
