@@ -35,6 +35,18 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the bench failed:\n{stderr}");
     assert!(stderr.contains("seeded 300 contacts"), "{stderr}");
+    let autovacuum: String = app
+        .db()
+        .await
+        .query_one("SHOW autovacuum", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stderr.contains("VACUUM ANALYZE runs before each scenario"),
+        autovacuum == "off",
+        "the bench vacuums exactly when the cluster does not: {stderr}"
+    );
     let reports: Vec<serde_json::Value> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -69,6 +81,10 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
                 report["complete_watchers"], 20,
                 "every watcher gets every change: {report}"
             );
+        } else {
+            let rounds = report["round_ratios"].as_array().unwrap();
+            assert_eq!(rounds.len(), 1, "one ratio per round: {report}");
+            assert!(rounds[0].as_f64().unwrap() > 0.0, "{report}");
         }
         assert_eq!(report["baseline_errors"], 0, "{report}\n{stderr}");
     }

@@ -212,10 +212,23 @@ async fn run(args: Args) -> Result<(), String> {
         args.rounds,
         args.warmup
     );
+    let vacuum = autovacuum_is_off(&admin).await?;
+    if vacuum {
+        eprintln!(
+            "autovacuum is off on this cluster: VACUUM ANALYZE runs before each scenario, \
+             so none inherits the dead rows and stale statistics of the ones before it"
+        );
+    }
     eprintln!("{}", Report::HEADER);
     for scenario in scenarios {
         if scenario.grows_contacts() {
             trim_tags(&admin, &fixture).await?;
+        }
+        if vacuum {
+            admin
+                .batch_execute("VACUUM ANALYZE")
+                .await
+                .map_err(|e| format!("vacuuming before {}: {e}", scenario.name()))?;
         }
         if scenario == Scenario::Watch {
             let (row, json) = measure_watch(&args, &fixture, &admin, concurrency).await?;
@@ -307,6 +320,18 @@ async fn deep_position(admin: &tokio_postgres::Client, site: i64) -> Result<i64,
 
 /// Keeps the targets' tags few, so that repeated runs of the scenarios that
 /// add tags stay under the 50-values-per-array limit (bench fixture upkeep).
+/// Whether the cluster leaves dead rows and statistics alone (CI's does, so
+/// that tests repeat). Without a vacuum, reconcile-new alone can grow a 20k
+/// database tenfold in one run, and every later scenario would measure that.
+async fn autovacuum_is_off(admin: &tokio_postgres::Client) -> Result<bool, String> {
+    let setting: String = admin
+        .query_one("SHOW autovacuum", &[])
+        .await
+        .map_err(|e| format!("reading the autovacuum setting: {e}"))?
+        .get(0);
+    Ok(setting == "off")
+}
+
 async fn trim_tags(admin: &tokio_postgres::Client, fixture: &Fixture) -> Result<(), String> {
     let ids: Vec<Uuid> = fixture.targets.iter().map(|t| t.id).collect();
     admin
@@ -374,6 +399,7 @@ async fn measure(
     let warmup = Duration::from_secs_f64(args.warmup);
     let counter = Arc::new(AtomicU64::new(0));
     let (mut rpc, mut baseline) = (Measured::new(), Measured::new());
+    let mut round_ratios = Vec::new();
     for side in [Side::Rpc, Side::Baseline] {
         if !warmup.is_zero() {
             run_phase(
@@ -395,22 +421,26 @@ async fn measure(
         } else {
             [Side::Baseline, Side::Rpc]
         };
+        let mut rates = [0.0; 2];
         for side in order {
             let measured =
                 run_phase(fixture, admin, scenario, side, concurrency, phase, &counter).await?;
-            let total = if side == Side::Rpc {
-                &mut rpc
+            let (total, rate) = if side == Side::Rpc {
+                (&mut rpc, &mut rates[0])
             } else {
-                &mut baseline
+                (&mut baseline, &mut rates[1])
             };
+            *rate = measured.ops as f64 / measured.seconds.max(1e-9);
             total.seconds += measured.seconds;
             total.absorb(measured);
         }
+        round_ratios.push(rates[0] / rates[1].max(1e-9));
     }
     Ok(Report {
         scenario,
         rpc,
         baseline,
+        round_ratios,
         rss_mib: rss.stop(),
     })
 }
@@ -664,11 +694,14 @@ struct Report {
     scenario: Scenario,
     rpc: Measured,
     baseline: Measured,
+    /// Each round's RPC rate over the baseline rate of the same round. Their
+    /// spread shows how far one run's ratio can be trusted on a noisy machine.
+    round_ratios: Vec<f64>,
     rss_mib: Option<f64>,
 }
 
 impl Report {
-    const HEADER: &str = "scenario          rpc/s   p50ms   p99ms  p999ms |  sql/s   p50ms   p99ms  p999ms | ratio  errors  rss_MiB";
+    const HEADER: &str = "scenario          rpc/s   p50ms   p99ms  p999ms |  sql/s   p50ms   p99ms  p999ms | ratio    rounds    errors  rss_MiB";
 
     fn ratio(&self) -> f64 {
         self.rpc.per_second() / self.baseline.per_second().max(1e-9)
@@ -677,7 +710,7 @@ impl Report {
     fn row(&self) -> String {
         let (r, b) = (&self.rpc, &self.baseline);
         let mut row = format!(
-            "{:<15} {:>7.0} {:>7.2} {:>7.2} {:>7.2} | {:>6.0} {:>7.2} {:>7.2} {:>7.2} | {:>5.2} {:>7} {:>8}",
+            "{:<15} {:>7.0} {:>7.2} {:>7.2} {:>7.2} | {:>6.0} {:>7.2} {:>7.2} {:>7.2} | {:>5.2} {:>9} {:>7} {:>8}",
             self.scenario.name(),
             r.per_second(),
             r.ms(0.5),
@@ -688,6 +721,7 @@ impl Report {
             b.ms(0.99),
             b.ms(0.999),
             self.ratio(),
+            self.round_range(),
             r.errors + b.errors,
             self.rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
         );
@@ -697,6 +731,17 @@ impl Report {
         row
     }
 
+    /// The lowest and highest round ratio, as "0.41-0.68".
+    fn round_range(&self) -> String {
+        let low = self
+            .round_ratios
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let high = self.round_ratios.iter().copied().fold(0.0, f64::max);
+        format!("{low:.2}-{high:.2}")
+    }
+
     fn json(&self) -> String {
         let (r, b) = (&self.rpc, &self.baseline);
         serde_json::json!({
@@ -704,6 +749,7 @@ impl Report {
             "rpc_per_s": r.per_second(),
             "baseline_per_s": b.per_second(),
             "ratio": self.ratio(),
+            "round_ratios": self.round_ratios,
             "p50_ms": r.ms(0.5),
             "p99_ms": r.ms(0.99),
             "p999_ms": r.ms(0.999),
