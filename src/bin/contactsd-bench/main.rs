@@ -318,8 +318,6 @@ async fn deep_position(admin: &tokio_postgres::Client, site: i64) -> Result<i64,
     Ok(row.map_or(0, |r| r.get(0)))
 }
 
-/// Keeps the targets' tags few, so that repeated runs of the scenarios that
-/// add tags stay under the 50-values-per-array limit (bench fixture upkeep).
 /// Whether the cluster leaves dead rows and statistics alone (CI's does, so
 /// that tests repeat). Without a vacuum, reconcile-new alone can grow a 20k
 /// database tenfold in one run, and every later scenario would measure that.
@@ -332,6 +330,8 @@ async fn autovacuum_is_off(admin: &tokio_postgres::Client) -> Result<bool, Strin
     Ok(setting == "off")
 }
 
+/// Keeps the targets' tags few, so that repeated runs of the scenarios that
+/// add tags stay under the 50-values-per-array limit (bench fixture upkeep).
 async fn trim_tags(admin: &tokio_postgres::Client, fixture: &Fixture) -> Result<(), String> {
     let ids: Vec<Uuid> = fixture.targets.iter().map(|t| t.id).collect();
     admin
@@ -421,20 +421,20 @@ async fn measure(
         } else {
             [Side::Baseline, Side::Rpc]
         };
-        let mut rates = [0.0; 2];
+        let (mut rpc_rate, mut baseline_rate) = (0.0, 0.0);
         for side in order {
             let measured =
                 run_phase(fixture, admin, scenario, side, concurrency, phase, &counter).await?;
             let (total, rate) = if side == Side::Rpc {
-                (&mut rpc, &mut rates[0])
+                (&mut rpc, &mut rpc_rate)
             } else {
-                (&mut baseline, &mut rates[1])
+                (&mut baseline, &mut baseline_rate)
             };
-            *rate = measured.ops as f64 / measured.seconds.max(1e-9);
+            *rate = measured.per_second();
             total.seconds += measured.seconds;
             total.absorb(measured);
         }
-        round_ratios.push(rates[0] / rates[1].max(1e-9));
+        round_ratios.push(ratio(rpc_rate, baseline_rate));
     }
     Ok(Report {
         scenario,
@@ -571,7 +571,7 @@ async fn measure_watch(
         stream.abort();
     }
     let rss = rss.stop();
-    let ratio = with.per_second() / without.per_second().max(1e-9);
+    let ratio = ratio(with.per_second(), without.per_second());
     let ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1000.0;
     let mut row = format!(
         "{:<15} {:>7.0} (reconcile-new with {} watchers) | {:>6.0} (without) | {:>5.2} {:>7} {:>8}\n  \
@@ -690,6 +690,12 @@ impl StopRss for Option<RssSampler> {
     }
 }
 
+/// An RPC rate over its baseline rate, kept finite (JSON has no NaN or infinity)
+/// when a side made no calls.
+fn ratio(rpc_per_s: f64, baseline_per_s: f64) -> f64 {
+    rpc_per_s / baseline_per_s.max(1e-9)
+}
+
 struct Report {
     scenario: Scenario,
     rpc: Measured,
@@ -704,7 +710,7 @@ impl Report {
     const HEADER: &str = "scenario          rpc/s   p50ms   p99ms  p999ms |  sql/s   p50ms   p99ms  p999ms | ratio    rounds    errors  rss_MiB";
 
     fn ratio(&self) -> f64 {
-        self.rpc.per_second() / self.baseline.per_second().max(1e-9)
+        ratio(self.rpc.per_second(), self.baseline.per_second())
     }
 
     fn row(&self) -> String {
