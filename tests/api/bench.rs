@@ -85,6 +85,10 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
             let rounds = report["round_ratios"].as_array().unwrap();
             assert_eq!(rounds.len(), 1, "one ratio per round: {report}");
             assert!(rounds[0].as_f64().unwrap() > 0.0, "{report}");
+            assert!(
+                report["ratio_ci95"].is_null(),
+                "one round gives no interval: {report}"
+            );
         }
         assert_eq!(report["baseline_errors"], 0, "{report}\n{stderr}");
     }

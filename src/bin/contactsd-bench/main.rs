@@ -696,6 +696,33 @@ fn ratio(rpc_per_s: f64, baseline_per_s: f64) -> f64 {
     rpc_per_s / baseline_per_s.max(1e-9)
 }
 
+/// A 95% confidence interval for a scenario's ratio, taking each round's
+/// ratio as one paired sample (Student's t; needs two rounds or more). Whether
+/// a run settles a target is then read off the interval, not off one figure.
+/// Rounds of one run share the machine's slower drift, so runs on different
+/// days can still land outside each other's interval.
+fn ratio_interval(round_ratios: &[f64]) -> Option<(f64, f64)> {
+    let n = round_ratios.len();
+    if n < 2 {
+        return None;
+    }
+    let mean = round_ratios.iter().sum::<f64>() / n as f64;
+    let variance = round_ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let half = t95(n - 1) * (variance / n as f64).sqrt();
+    Some((mean - half, mean + half))
+}
+
+/// The two-sided 95% quantile of Student's t with `df` (at least 1) degrees
+/// of freedom; past 30 the normal quantile is close enough.
+fn t95(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    T.get(df.saturating_sub(1)).copied().unwrap_or(1.96)
+}
+
 struct Report {
     scenario: Scenario,
     rpc: Measured,
@@ -707,7 +734,7 @@ struct Report {
 }
 
 impl Report {
-    const HEADER: &str = "scenario          rpc/s   p50ms   p99ms  p999ms |  sql/s   p50ms   p99ms  p999ms | ratio    rounds    errors  rss_MiB";
+    const HEADER: &str = "scenario          rpc/s   p50ms   p99ms  p999ms |  sql/s   p50ms   p99ms  p999ms | ratio      ci95    rounds    errors  rss_MiB";
 
     fn ratio(&self) -> f64 {
         ratio(self.rpc.per_second(), self.baseline.per_second())
@@ -716,7 +743,7 @@ impl Report {
     fn row(&self) -> String {
         let (r, b) = (&self.rpc, &self.baseline);
         let mut row = format!(
-            "{:<15} {:>7.0} {:>7.2} {:>7.2} {:>7.2} | {:>6.0} {:>7.2} {:>7.2} {:>7.2} | {:>5.2} {:>9} {:>7} {:>8}",
+            "{:<15} {:>7.0} {:>7.2} {:>7.2} {:>7.2} | {:>6.0} {:>7.2} {:>7.2} {:>7.2} | {:>5.2} {:>9} {:>9} {:>7} {:>8}",
             self.scenario.name(),
             r.per_second(),
             r.ms(0.5),
@@ -727,6 +754,8 @@ impl Report {
             b.ms(0.99),
             b.ms(0.999),
             self.ratio(),
+            ratio_interval(&self.round_ratios)
+                .map_or("-".into(), |(low, high)| { format!("{low:.2}-{high:.2}") }),
             self.round_range(),
             r.errors + b.errors,
             self.rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
@@ -756,6 +785,7 @@ impl Report {
             "baseline_per_s": b.per_second(),
             "ratio": self.ratio(),
             "round_ratios": self.round_ratios,
+            "ratio_ci95": ratio_interval(&self.round_ratios).map(|(low, high)| [low, high]),
             "p50_ms": r.ms(0.5),
             "p99_ms": r.ms(0.99),
             "p999_ms": r.ms(0.999),
@@ -767,5 +797,39 @@ impl Report {
             "server_rss_mib": self.rss_mib,
         })
         .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_round_gives_no_interval() {
+        assert_eq!(ratio_interval(&[0.7]), None);
+        assert_eq!(ratio_interval(&[]), None);
+    }
+
+    #[test]
+    fn the_interval_is_the_t_interval_of_the_round_ratios() {
+        // Mean 0.75; squared deviations sum to 0.005 over n - 1 = 3; t(3) = 3.182.
+        let (low, high) = ratio_interval(&[0.7, 0.75, 0.8, 0.75]).unwrap();
+        let sd = (0.005_f64 / 3.0).sqrt();
+        let half = 3.182 * sd / 2.0;
+        assert!((low - (0.75 - half)).abs() < 1e-9, "{low}");
+        assert!((high - (0.75 + half)).abs() < 1e-9, "{high}");
+    }
+
+    #[test]
+    fn identical_rounds_give_a_point_interval() {
+        let (low, high) = ratio_interval(&[0.8; 10]).unwrap();
+        assert!((low - 0.8).abs() < 1e-12 && (high - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn many_rounds_use_the_normal_quantile() {
+        assert_eq!(t95(1), 12.706);
+        assert_eq!(t95(30), 2.042);
+        assert_eq!(t95(31), 1.96);
     }
 }
