@@ -755,7 +755,7 @@ impl Report {
             b.ms(0.999),
             self.ratio(),
             ratio_interval(&self.round_ratios)
-                .map_or("-".into(), |(low, high)| { format!("{low:.2}-{high:.2}") }),
+                .map_or("-".into(), |(low, high)| format!("{low:.2}-{high:.2}")),
             self.round_range(),
             r.errors + b.errors,
             self.rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
