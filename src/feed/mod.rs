@@ -120,10 +120,12 @@ impl Event {
 }
 
 /// A page the reader broadcast: its changes by site (each site's in feed
-/// order, so that a watcher reads only its own), and how far it reaches.
+/// order, so that a watcher reads only its own), how far it reaches, and how
+/// far the feed was pruned when it was read.
 struct Batch {
     by_site: HashMap<i64, Vec<Arc<Event>>>,
     reach: Position,
+    pruned: Position,
 }
 
 #[derive(Clone)]
@@ -175,6 +177,17 @@ impl Feed {
             match self.store.changes_after(after, PAGE).await {
                 Ok(page) => {
                     let full = page.changes.len() as i64 >= PAGE;
+                    if page.pruned > after {
+                        // Watchers behind the mark leave the live feed (see
+                        // `Watcher::next`); this says why they all did at once.
+                        tracing::warn!(
+                            pruned = ?page.pruned,
+                            reader = ?after,
+                            "changes were pruned before the feed reader could read them \
+                             (it stalled, or the retention is shorter than a transaction); \
+                             live watchers behind the prune mark get CURSOR_EXPIRED"
+                        );
+                    }
                     if page.reach > after {
                         after = page.reach;
                         let mut by_site = HashMap::<_, Vec<_>>::new();
@@ -188,6 +201,7 @@ impl Feed {
                         let _ = self.pages.send(Arc::new(Batch {
                             by_site,
                             reach: page.reach,
+                            pruned: page.pruned,
                         }));
                     }
                     if full {
@@ -272,15 +286,17 @@ impl Feed {
         }
     }
 
-    /// The site's next changes from the table. Pruning may have run while the
-    /// page was read: if it passed where the page started, rows may be gone,
-    /// so the stream ends with CURSOR_EXPIRED rather than skip them.
+    /// The site's next changes from the table. If pruning had passed where
+    /// the page starts when it was read, rows may be gone, so the stream ends
+    /// with CURSOR_EXPIRED rather than skip them.
     async fn catch_up_page(&self, cursor: &Cursor) -> Result<FeedPage> {
         let page = self
             .store
             .site_changes_after(cursor.site, cursor.after, &cursor.seen, PAGE)
             .await?;
-        self.check_retained(cursor).await?;
+        if cursor.after < page.pruned {
+            return Err(Error::CursorExpired);
+        }
         Ok(page)
     }
 }
@@ -345,6 +361,15 @@ impl Watcher {
                 Phase::Live => {
                     tokio::select! {
                         batch = self.live.recv() => match batch {
+                            // Changes after the cursor were pruned before the
+                            // reader got to them (it stalled, or a transaction
+                            // older than the retention committed). The mark
+                            // only grows, so the table could not serve this
+                            // cursor either.
+                            Ok(batch) if self.cursor.after < batch.pruned => {
+                                self.phase = Phase::Done;
+                                return Some(Err(Error::CursorExpired));
+                            }
                             Ok(batch) => self.take(&batch),
                             // Fell behind the broadcast: read the rest from the table.
                             Err(broadcast::error::RecvError::Lagged(missed)) => {

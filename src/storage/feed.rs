@@ -83,15 +83,24 @@ impl Change {
 }
 
 /// A page of the feed and how far it reaches: every change up to `reach` is
-/// in this page or before it.
+/// in this page or before it, or was pruned (see `pruned`).
 pub struct FeedPage {
     pub changes: Vec<Change>,
     pub reach: Position,
+    /// How far the feed was pruned when the page was read: a cursor before
+    /// it may have missed changes the page no longer holds.
+    pub pruned: Position,
 }
 
 /// A page of the change records matching `$filter`, in feed order, below the
-/// horizon, at most `$limit`; the horizon comes back on every row, and alone
-/// when no change matches. Columns as [`change_from_row`] reads them.
+/// horizon, at most `$limit`; the horizon and the prune mark come back on
+/// every row, and alone when no change matches. Columns as
+/// [`change_from_row`] reads them. The prune mark is read in the page's own
+/// snapshot: if it is not past where the page starts, no row the page should
+/// hold had been pruned. (It is one mark for every site, so past it only says
+/// that rows may be missing.) `LIMIT 1` keeps the planner from guessing that
+/// the never-analyzed one-row `feed_state` is large and materializing every
+/// page behind it (measured: a full page twice as slow, with temp files).
 ///
 /// The xid goes out as text under another name: an output column named `xid`
 /// would capture `ORDER BY xid`, which would then sort "10" before "9" and
@@ -100,7 +109,9 @@ pub struct FeedPage {
 macro_rules! feed_page {
     ($filter:literal, $limit:literal) => {
         concat!(
-            "SELECT h.horizon, c.* FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon) h \
+            "SELECT h.horizon, h.pruned_xid, h.pruned_seq, c.* FROM \
+               (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon, \
+                  pruned_xid::text AS pruned_xid, pruned_seq FROM feed_state LIMIT 1) h \
              LEFT JOIN LATERAL (SELECT xid::text AS xid_text, seq, site_id, contact_id, kind, changed_fields, version, \
                change_time, snapshot::text FROM contact_changes WHERE ",
             $filter,
@@ -150,15 +161,19 @@ fn change_from_row(row: &Row, at: usize) -> Result<Change> {
 }
 
 fn page_from_rows(rows: Vec<Row>, after: Position, limit: i64) -> Result<FeedPage> {
-    // The LATERAL join returns at least one row: the horizon alone.
+    // The LATERAL join returns at least one row: the horizon and prune mark alone.
     let first = rows
         .first()
         .ok_or_else(|| Error::Internal("a feed page without its horizon".into()))?;
     let horizon = xid_at(first, 0)?;
+    let pruned = Position {
+        xid: xid_at(first, 1)?,
+        seq: first.get(2),
+    };
     let mut changes = Vec::with_capacity(rows.len());
     for row in &rows {
-        if row.get::<_, Option<String>>(1).is_some() {
-            changes.push(change_from_row(row, 1)?);
+        if row.get::<_, Option<String>>(3).is_some() {
+            changes.push(change_from_row(row, 3)?);
         }
     }
     let last = changes.last().map_or(after, |c| c.position);
@@ -168,7 +183,11 @@ fn page_from_rows(rows: Vec<Row>, after: Position, limit: i64) -> Result<FeedPag
     } else {
         last.max(Position::before_xid(horizon))
     };
-    Ok(FeedPage { changes, reach })
+    Ok(FeedPage {
+        changes,
+        reach,
+        pruned,
+    })
 }
 
 impl Store {

@@ -766,3 +766,54 @@ async fn a_watcher_that_falls_behind_the_live_feed_still_gets_every_change_once_
         .unwrap();
     assert_eq!(after.r#type(), EventType::Heartbeat, "no change twice");
 }
+
+/// A replica's reader that could not read while changes it had not yet
+/// delivered were pruned (by another replica, or after a long stall) must not
+/// skip them: its live watchers end with CURSOR_EXPIRED and list again. Here
+/// the test plays the other replica's pruner. Its lock on the prune mark holds
+/// the reader off until the changes are gone, and its xid, older than the
+/// write's, keeps the horizon below the write until then.
+#[tokio::test]
+async fn a_live_watcher_whose_undelivered_changes_were_pruned_meanwhile_gets_cursor_expired() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let mut stream = watch(&mut client, "").await;
+    create(&mut client, with_email("a@example.com")).await;
+    next_change(&mut stream).await;
+
+    let mut db = app.db().await;
+    let pruner = db.transaction().await.unwrap();
+    pruner
+        .batch_execute(
+            "LOCK TABLE feed_state IN ACCESS EXCLUSIVE MODE; SELECT pg_current_xact_id()",
+        )
+        .await
+        .unwrap();
+    create(&mut client, with_email("b@example.com")).await;
+    pruner
+        .batch_execute(
+            "WITH pruned AS (DELETE FROM contact_changes RETURNING xid, seq) \
+             UPDATE feed_state SET (pruned_xid, pruned_seq) = \
+               (SELECT xid, seq FROM pruned ORDER BY xid DESC, seq DESC LIMIT 1)",
+        )
+        .await
+        .unwrap();
+    pruner.commit().await.unwrap();
+
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) if event.r#type() == EventType::Heartbeat => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends in time instead of waiting silently");
+    let status = outcome.expect_err("the pruned change is not skipped silently");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(
+        status.get_details_error_info().unwrap().reason,
+        "CURSOR_EXPIRED"
+    );
+}
