@@ -51,6 +51,16 @@ impl Cursor {
         )
     }
 
+    /// Fails with CURSOR_EXPIRED if the feed was pruned past this cursor:
+    /// changes after it may be gone. A cursor exactly at the mark has seen
+    /// everything pruned.
+    pub fn retained(&self, pruned: Position) -> crate::error::Result<()> {
+        if self.after < pruned {
+            return Err(crate::error::Error::CursorExpired);
+        }
+        Ok(())
+    }
+
     /// Whether the client has seen the change at `position`.
     pub fn has_seen(&self, position: Position) -> bool {
         position <= self.after || self.seen.saw(position.xid)

@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use crate::domain::{ChangeKind, etag_of};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::storage::Store;
 use crate::storage::feed::{Change, FeedPage, Position, SeenSnapshot};
 use cursor::Cursor;
@@ -242,10 +242,7 @@ impl Feed {
 
     /// Fails with CURSOR_EXPIRED if changes after `cursor` were already pruned.
     pub async fn check_retained(&self, cursor: &Cursor) -> Result<()> {
-        if cursor.after < self.store.feed_pruned_through().await? {
-            return Err(Error::CursorExpired);
-        }
-        Ok(())
+        cursor.retained(self.store.feed_pruned_through().await?)
     }
 
     /// The site's changes after `cursor`, in order, then live ones, with
@@ -294,9 +291,7 @@ impl Feed {
             .store
             .site_changes_after(cursor.site, cursor.after, &cursor.seen, PAGE)
             .await?;
-        if cursor.after < page.pruned {
-            return Err(Error::CursorExpired);
-        }
+        cursor.retained(page.pruned)?;
         Ok(page)
     }
 }
@@ -366,9 +361,9 @@ impl Watcher {
                             // older than the retention committed). The mark
                             // only grows, so the table could not serve this
                             // cursor either.
-                            Ok(batch) if self.cursor.after < batch.pruned => {
+                            Ok(batch) if let Err(expired) = self.cursor.retained(batch.pruned) => {
                                 self.phase = Phase::Done;
-                                return Some(Err(Error::CursorExpired));
+                                return Some(Err(expired));
                             }
                             Ok(batch) => self.take(&batch),
                             // Fell behind the broadcast: read the rest from the table.

@@ -27,23 +27,29 @@ async fn watch(client: &mut Client, start_after: &str) -> Streaming<pb::ContactE
         .expect("the watch starts")
 }
 
-/// The next event that is not a heartbeat, within 10 s (heartbeats do not extend the wait).
-async fn next_change(stream: &mut Streaming<pb::ContactEvent>) -> pb::ContactEvent {
-    let wait = async {
+/// What the stream yields next besides heartbeats, or `Err` after 10 s
+/// (heartbeats do not extend the wait).
+async fn next_non_heartbeat(
+    stream: &mut Streaming<pb::ContactEvent>,
+) -> Result<Result<Option<pb::ContactEvent>, tonic::Status>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let event = stream
-                .message()
-                .await
-                .expect("the stream is healthy")
-                .expect("the stream is open");
-            if event.r#type() != EventType::Heartbeat {
-                return event;
+            match stream.message().await {
+                Ok(Some(event)) if event.r#type() == EventType::Heartbeat => continue,
+                other => return other,
             }
         }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait)
+    })
+    .await
+}
+
+/// The next event that is not a heartbeat, within 10 s.
+async fn next_change(stream: &mut Streaming<pb::ContactEvent>) -> pb::ContactEvent {
+    next_non_heartbeat(stream)
         .await
         .expect("a change arrives in time")
+        .expect("the stream is healthy")
+        .expect("the stream is open")
 }
 
 /// Records a change the way a writer's transaction does, in `tx`, which the
@@ -800,16 +806,9 @@ async fn a_live_watcher_whose_undelivered_changes_were_pruned_meanwhile_gets_cur
         .unwrap();
     pruner.commit().await.unwrap();
 
-    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match stream.message().await {
-                Ok(Some(event)) if event.r#type() == EventType::Heartbeat => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .expect("the stream ends in time instead of waiting silently");
+    let outcome = next_non_heartbeat(&mut stream)
+        .await
+        .expect("the stream ends in time instead of waiting silently");
     let status = outcome.expect_err("the pruned change is not skipped silently");
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert_eq!(
