@@ -125,6 +125,18 @@ pub struct ServeArgs {
     )]
     pub db_read_connections: usize,
 
+    /// Milliseconds a point read waits for its shared connection. One that
+    /// answers nothing for this long is replaced, and the read fails with
+    /// UNAVAILABLE instead of hanging until TCP gives up.
+    #[arg(
+        long,
+        env = "CONTACTS_DB_READ_TIMEOUT_MS",
+        default_value_t = 5_000,
+        global = true,
+        value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub db_read_timeout_ms: u64,
+
     /// Seconds a shutdown waits for calls in flight (a watch stream whose
     /// client stopped reading never finishes on its own) before cutting them off.
     #[arg(
@@ -144,6 +156,8 @@ pub struct Settings {
     pub default_region: crate::domain::Region,
     pub db_pool_size: usize,
     pub db_read_connections: usize,
+    /// How long a point read waits for its shared connection.
+    pub db_read_timeout: Duration,
     pub feed: crate::feed::FeedSettings,
     /// How long a shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
@@ -159,6 +173,7 @@ impl Settings {
             default_region,
             db_pool_size: cli.serve.db_pool_size.max(1),
             db_read_connections: cli.serve.db_read_connections.max(1),
+            db_read_timeout: Duration::from_millis(cli.serve.db_read_timeout_ms),
             feed: crate::feed::FeedSettings {
                 poll: Duration::from_millis(cli.serve.feed_poll_ms.max(1)),
                 heartbeat: Duration::try_from_secs_f64(cli.serve.heartbeat_secs)

@@ -57,6 +57,7 @@ impl Application {
             &settings.database_url,
             settings.db_pool_size,
             settings.db_read_connections,
+            settings.db_read_timeout,
         )
         .await?;
         let listener = TcpListener::bind(settings.listen).await?;

@@ -42,7 +42,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             command: KeysCommand::Create { site, app, scopes },
         }) => {
             let (read, write) = auth::Scope::parse_list(scopes)?;
-            let store = Store::connect(&cli.database_url, 1, 1).await?;
+            let store = Store::connect(
+                &cli.database_url,
+                1,
+                1,
+                contactsd::storage::readers::DEFAULT_READ_TIMEOUT,
+            )
+            .await?;
             let key = auth::create_key(&store, site, app, read, write).await?;
             eprintln!("created a key for app {app:?} on site {site:?}; it is shown only once:");
             println!("{key}");

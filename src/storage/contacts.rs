@@ -37,8 +37,10 @@ impl Store {
         id: ContactId,
         mask: ReadMask,
     ) -> Result<Option<Contact>> {
-        self.point_read(|reader| async move { sql::select_contact(&*reader, site, id, mask).await })
-            .await
+        self.point_read(
+            |reader| async move { sql::select_contact(&**reader, site, id, mask).await },
+        )
+        .await
     }
 
     /// A page of contacts and the snapshot it was read in; see [`sql::list_contacts`].
@@ -57,7 +59,7 @@ impl Store {
             return sql::list_contacts(&client, site, filter, after_seq, limit, mask).await;
         }
         self.point_read(|reader| async move {
-            sql::list_contacts(&*reader, site, filter, after_seq, limit, mask).await
+            sql::list_contacts(&**reader, site, filter, after_seq, limit, mask).await
         })
         .await
     }

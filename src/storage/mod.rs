@@ -40,8 +40,13 @@ impl Store {
     /// Connects to `url`, creating the database if it does not exist and
     /// bringing its schema up to date. `pool_size` connections serve writes
     /// and scans, each call its own; `read_connections` more are shared by
-    /// point reads (see [`readers`]).
-    pub async fn connect(url: &str, pool_size: usize, read_connections: usize) -> Result<Self> {
+    /// point reads, each waiting `read_timeout` at most (see [`readers`]).
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        read_connections: usize,
+        read_timeout: Duration,
+    ) -> Result<Self> {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| Error::Internal(format!("invalid database URL: {e}")))?;
         config.connect_timeout(Duration::from_secs(5));
@@ -55,7 +60,7 @@ impl Store {
         config
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
-        let readers = readers::Readers::new(config.clone(), read_connections)?;
+        let readers = readers::Readers::new(config.clone(), read_connections, read_timeout)?;
         let pool = pool::build(config, pool_size)
             .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
         let secret: Vec<u8> = pool
@@ -75,18 +80,12 @@ impl Store {
         &self.secret
     }
 
-    /// Runs a point read on a shared connection, and once more on another if
-    /// that one turns out closed (the database restarted): reads are safe to
-    /// repeat, and the caller need not see the restart.
+    /// Runs a point read on a shared connection (see [`readers::Readers::run`]).
     async fn point_read<T, F>(&self, read: impl Fn(readers::Reader) -> F) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {
-        let reader = self.readers.get().await?;
-        match read(reader.clone()).await {
-            Err(_) if reader.is_closed() => read(self.readers.get().await?).await,
-            result => result,
-        }
+        self.readers.run(read).await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {

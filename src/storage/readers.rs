@@ -11,18 +11,102 @@
 //!
 //! Only short, index-bound statements belong here: a slow statement holds up
 //! every read queued behind it on its connection.
+//!
+//! Sharing has a failure mode of its own: a connection that stops answering
+//! without closing (a black-holed network path, a frozen server) would hold
+//! every read routed to it until TCP gives up, which can take a quarter of an
+//! hour. So a read waits at most the read timeout; a connection asked
+//! something that long ago with no answer since is stalled, and it is
+//! replaced and closed instead of going back to the pool. That holds even
+//! when every read on it was cancelled by its client's own deadline first.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool, tokio_postgres};
 
 use super::pool::{self, VERIFY_AFTER_IDLE};
 use crate::error::{Error, Result};
 
+/// How long a point read waits for its shared connection by default.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection shared by concurrent point reads.
-pub type Reader = Arc<Object>;
+pub type Reader = Arc<Shared>;
+
+/// A pooled connection shared by point reads, with what is needed to tell
+/// whether it still answers.
+pub struct Shared {
+    conn: Option<Object>,
+    opened: Instant,
+    /// When the oldest read asked since the connection's last answer was
+    /// asked, as milliseconds after `opened` plus one; 0 right after an
+    /// answer. (Answers come in order, so an answer vouches for every read
+    /// sent before it.)
+    unanswered_since: AtomicU64,
+    /// Set when replaced as stalled: the connection is closed, not pooled.
+    stalled: AtomicBool,
+}
+
+impl Shared {
+    fn new(conn: Object) -> Self {
+        Self {
+            conn: Some(conn),
+            opened: Instant::now(),
+            unanswered_since: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64 + 1
+    }
+
+    fn asked(&self) {
+        // Keeps the oldest unanswered time: a stall dates from the first read it swallowed.
+        let _ = self.unanswered_since.compare_exchange(
+            0,
+            self.now(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn answered(&self) {
+        self.unanswered_since.store(0, Ordering::Relaxed);
+    }
+
+    fn stalled_for(&self, deadline: Duration) -> bool {
+        match self.unanswered_since.load(Ordering::Relaxed) {
+            0 => false,
+            since => self.now().saturating_sub(since) >= deadline.as_millis() as u64,
+        }
+    }
+}
+
+impl Deref for Shared {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        self.conn
+            .as_ref()
+            .expect("a Shared holds its connection until dropped")
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.stalled.load(Ordering::Relaxed)
+            && let Some(conn) = self.conn.take()
+        {
+            // Out of the pool for good: nothing else may queue behind it.
+            drop(Object::take(conn));
+        }
+    }
+}
 
 struct Slot {
     reader: Reader,
@@ -35,13 +119,19 @@ pub struct Readers {
     pool: Pool,
     slots: Box<[Mutex<Option<Slot>>]>,
     next: AtomicUsize,
+    read_timeout: Duration,
 }
 
 impl Readers {
     /// `count` (at least one) shared connections to the database of `config`,
-    /// opened when first used. Their pool holds twice as many, so that a
-    /// replacement never waits for a closed one to drain.
-    pub fn new(config: tokio_postgres::Config, count: usize) -> Result<Self> {
+    /// opened when first used; a read waits `read_timeout` at most. Their pool
+    /// holds twice as many, so that a replacement never waits for a closed
+    /// one to drain.
+    pub fn new(
+        config: tokio_postgres::Config,
+        count: usize,
+        read_timeout: Duration,
+    ) -> Result<Self> {
         let count = count.max(1);
         let pool = pool::build(config, 2 * count)
             .map_err(|e| Error::Internal(format!("building the readers' pool: {e}")))?;
@@ -49,21 +139,23 @@ impl Readers {
             pool,
             slots: (0..count).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            read_timeout,
         })
     }
 
-    /// The next shared connection, round-robin. One that is closed, or has
-    /// sat idle long enough to have died quietly (a restart while nothing was
-    /// reading), is handed back to the pool, which checks it, and replaced.
+    /// The next shared connection, round-robin. One that is closed, stalled,
+    /// or has sat idle long enough to have died quietly (a restart while
+    /// nothing was reading), is replaced; an idle one goes back to the pool,
+    /// which checks it.
     pub async fn get(&self) -> Result<Reader> {
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
-        if let Some(reader) = take_live(&mut slot.lock().unwrap()) {
+        if let Some(reader) = self.take_live(&mut slot.lock().unwrap()) {
             return Ok(reader);
         }
-        let fresh = Arc::new(self.pool.get().await?);
+        let fresh = Arc::new(Shared::new(self.pool.get().await?));
         let mut slot = slot.lock().unwrap();
         // Another caller may have replaced it meanwhile: keep one, not both.
-        if let Some(reader) = take_live(&mut slot) {
+        if let Some(reader) = self.take_live(&mut slot) {
             return Ok(reader);
         }
         *slot = Some(Slot {
@@ -72,21 +164,79 @@ impl Readers {
         });
         Ok(fresh)
     }
-}
 
-/// The slot's reader if it is fit to use (marking it used), emptying it if not.
-fn take_live(slot: &mut Option<Slot>) -> Option<Reader> {
-    let live = slot
-        .as_mut()
-        .filter(|s| !s.reader.is_closed() && s.last_used.elapsed() < VERIFY_AFTER_IDLE);
-    match live {
-        Some(s) => {
-            s.last_used = Instant::now();
-            Some(s.reader.clone())
+    /// Runs `read` on a shared connection, and once more on another if that
+    /// one turns out closed (the database restarted): reads are safe to
+    /// repeat, and the caller need not see the restart. Each attempt waits no
+    /// longer than the read timeout; past that its connection is replaced
+    /// and the read fails as unavailable.
+    pub async fn run<T, F>(&self, read: impl Fn(Reader) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        let reader = self.get().await?;
+        match self.attempt(reader.clone(), &read).await {
+            Err(_) if reader.is_closed() => self.attempt(self.get().await?, &read).await,
+            result => result,
         }
-        None => {
-            *slot = None;
-            None
+    }
+
+    async fn attempt<T, F>(&self, reader: Reader, read: &impl Fn(Reader) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        reader.asked();
+        match tokio::time::timeout(self.read_timeout, read(reader.clone())).await {
+            Ok(result) => {
+                if !reader.is_closed() {
+                    reader.answered();
+                }
+                result
+            }
+            Err(_) => {
+                self.replace(&reader);
+                Err(Error::Unavailable(format!(
+                    "a shared read connection answered nothing for {:?}; replaced it",
+                    self.read_timeout
+                )))
+            }
+        }
+    }
+
+    /// Takes `reader` out of its slot, if it is still there, and out of the pool.
+    fn replace(&self, reader: &Reader) {
+        reader.stalled.store(true, Ordering::Relaxed);
+        for slot in &self.slots {
+            let mut slot = slot.lock().unwrap();
+            if slot
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(&s.reader, reader))
+            {
+                *slot = None;
+            }
+        }
+    }
+
+    /// The slot's reader if it is fit to use (marking it used), emptying it if not.
+    fn take_live(&self, slot: &mut Option<Slot>) -> Option<Reader> {
+        let live = slot.as_mut().filter(|s| {
+            !s.reader.is_closed()
+                && s.last_used.elapsed() < VERIFY_AFTER_IDLE
+                && !s.reader.stalled_for(self.read_timeout)
+        });
+        match live {
+            Some(s) => {
+                s.last_used = Instant::now();
+                Some(s.reader.clone())
+            }
+            None => {
+                if let Some(s) = slot.take()
+                    && s.reader.stalled_for(self.read_timeout)
+                {
+                    s.reader.stalled.store(true, Ordering::Relaxed);
+                }
+                None
+            }
         }
     }
 }

@@ -48,12 +48,23 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the app connecting to PostgreSQL at `host` (a proxy, in outage tests).
 pub async fn spawn_app_via(host: &str) -> TestApp {
-    spawn(host, fresh_database(), test_feed(), true).await
+    spawn(host, fresh_database(), true, |_| {}).await
+}
+
+/// Spawns the app via `host` with point reads that wait `timeout` at most,
+/// and a change feed that polls once an hour, so that only the test's own
+/// reads use the shared read connections.
+pub async fn spawn_app_for_stalls(host: &str, timeout: std::time::Duration) -> TestApp {
+    spawn(host, fresh_database(), true, |s| {
+        s.db_read_timeout = timeout;
+        s.feed.poll = std::time::Duration::from_secs(3600);
+    })
+    .await
 }
 
 /// Spawns the app with its own feed settings.
 pub async fn spawn_app_with(feed: contactsd::feed::FeedSettings) -> TestApp {
-    spawn(&database_host(), fresh_database(), feed, true).await
+    spawn(&database_host(), fresh_database(), true, |s| s.feed = feed).await
 }
 
 /// A database name no other test uses.
@@ -63,24 +74,27 @@ fn fresh_database() -> String {
 
 /// Spawns another server on `app`'s database: a second replica.
 pub async fn spawn_replica(app: &TestApp) -> TestApp {
-    spawn(&database_host(), app.database.clone(), test_feed(), false).await
+    spawn(&database_host(), app.database.clone(), false, |_| {}).await
 }
 
+/// Spawns the app with the test settings, as `adjust` changes them.
 async fn spawn(
     host: &str,
     database: String,
-    feed: contactsd::feed::FeedSettings,
     owns_database: bool,
+    adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let settings = Settings {
+    let mut settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("postgres://postgres@{host}/{database}"),
         default_region: Default::default(),
         db_pool_size: 8,
         db_read_connections: 2,
-        feed,
+        db_read_timeout: contactsd::storage::readers::DEFAULT_READ_TIMEOUT,
+        feed: test_feed(),
         shutdown_grace: SHUTDOWN_GRACE,
     };
+    adjust(&mut settings);
     let app = Application::build(settings).await.expect("the app starts");
     let address = app.address();
     let store = app.store().clone();

@@ -1,9 +1,11 @@
 //! A database outage, made real by a TCP proxy between the server and
-//! PostgreSQL that the test cuts and restores.
+//! PostgreSQL that the test cuts and restores, or that silently stops
+//! forwarding on the connections already open (a black-holed path).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use contactsd::pb::ReconcileResponse;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tonic::Code;
@@ -11,11 +13,13 @@ use tonic::Code;
 use crate::helpers::*;
 
 /// Forwards connections to PostgreSQL while up; when cut, drops every open
-/// connection and refuses new ones.
+/// connection and refuses new ones; when stalled, stops forwarding on the
+/// open connections but keeps them open, and forwards new ones.
 struct Proxy {
     address: String,
     up: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
+    stall: watch::Sender<u64>,
 }
 
 impl Proxy {
@@ -24,25 +28,45 @@ impl Proxy {
         let address = listener.local_addr().unwrap().to_string();
         let up = Arc::new(AtomicBool::new(true));
         let (cut, _) = watch::channel(0u64);
-        let (accept_up, accept_cut) = (up.clone(), cut.clone());
+        let (stall, _) = watch::channel(0u64);
+        let (accept_up, accept_cut, accept_stall) = (up.clone(), cut.clone(), stall.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !accept_up.load(Ordering::SeqCst) {
                     continue; // dropped: the connection is refused
                 }
                 let mut cut = accept_cut.subscribe();
+                let mut stall = accept_stall.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(database_host()).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        // Biased: once cut or stalled, not one more byte passes,
+                        // even when the copy is ready too.
+                        biased;
                         _ = cut.changed() => {}
+                        _ = stall.changed() => {
+                            // Both sockets stay open and nothing passes: the
+                            // kernel still acknowledges what the server sends.
+                            let _ = cut.changed().await;
+                        }
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     }
                 });
             }
         });
-        Self { address, up, cut }
+        Self {
+            address,
+            up,
+            cut,
+            stall,
+        }
+    }
+
+    /// Open connections go silent; new ones are forwarded.
+    fn stall_open_connections(&self) {
+        self.stall.send_modify(|n| *n += 1);
     }
 
     fn set_up(&self, up: bool) {
@@ -130,5 +154,91 @@ async fn reads_right_after_the_database_dropped_the_servers_connections_succeed(
             .await
             .expect("a dropped shared connection is replaced, not reported");
         assert_eq!(listed.into_inner().contacts.len(), 1);
+    }
+}
+
+/// The read timeout of the stall tests: short, so that they run fast.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A server whose two shared read connections have served a contact and then
+/// gone silent; the proxy and the app must outlive the test's calls.
+async fn with_stalled_read_connections() -> (Proxy, TestApp, Client, ReconcileResponse) {
+    let proxy = Proxy::start().await;
+    let app = spawn_app_for_stalls(&proxy.address, READ_TIMEOUT).await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+    // Round-robin: these open both shared read connections.
+    for _ in 0..4 {
+        get(&mut client, &created.contact_id).await.unwrap();
+    }
+    proxy.stall_open_connections();
+    (proxy, app, client, created)
+}
+
+#[tokio::test]
+async fn reads_on_a_shared_connection_that_stopped_answering_fail_fast_and_the_next_get_a_new_one()
+{
+    let (_proxy, _app, mut client, created) = with_stalled_read_connections().await;
+    // Without a deadline of its own, a read would wait until TCP gave up.
+    let mut outcomes = Vec::new();
+    for _ in 0..8 {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            get(&mut client, &created.contact_id),
+        )
+        .await
+        .expect("a read on a stalled connection ends by the read timeout, not by TCP");
+        outcomes.push((result, started.elapsed()));
+    }
+    let failures: Vec<_> = outcomes.iter().filter(|(r, _)| r.is_err()).collect();
+    for (result, took) in &failures {
+        let status = result.as_ref().unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            *took >= READ_TIMEOUT && *took < READ_TIMEOUT * 5,
+            "failed after {took:?}, read timeout {READ_TIMEOUT:?}"
+        );
+    }
+    assert!(
+        !failures.is_empty() && failures.len() <= 2,
+        "each of the two stalled connections fails one read, then is replaced: {} failures",
+        failures.len()
+    );
+    for (result, _) in &outcomes[failures.len()..] {
+        let contact = result
+            .as_ref()
+            .expect("once replaced, reads go to new connections");
+        assert_eq!(contact.etag, created.etag);
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_shared_connection_is_replaced_even_when_its_readers_gave_up_first() {
+    let (_proxy, _app, mut client, created) = with_stalled_read_connections().await;
+    // Clients whose deadlines are shorter than the read timeout cancel their
+    // reads before the server's own wait runs out, on both connections.
+    for _ in 0..4 {
+        let mut request = tonic::Request::new(contactsd::pb::GetContactRequest {
+            id: created.contact_id.clone(),
+            read_mask: None,
+        });
+        request.set_timeout(READ_TIMEOUT / 3);
+        let status = client.get_contact(request).await.unwrap_err();
+        assert!(
+            matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{status:?}"
+        );
+    }
+    tokio::time::sleep(READ_TIMEOUT).await;
+
+    // Both connections have had a question unanswered for longer than the
+    // read timeout: the next reads go to new ones at once, without failing.
+    // (A read sent to a stalled connection would fail after the read timeout.)
+    for _ in 0..4 {
+        let contact = get(&mut client, &created.contact_id)
+            .await
+            .expect("a connection known to be stalled is not used again");
+        assert_eq!(contact.etag, created.etag);
     }
 }

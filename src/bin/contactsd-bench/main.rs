@@ -165,9 +165,13 @@ async fn run(args: Args) -> Result<(), String> {
             targets.len()
         ));
     }
-    let readers = Readers::new(pg_config.clone(), args.read_connections)
-        .map_err(|e| e.to_string())?
-        .into();
+    let readers = Readers::new(
+        pg_config.clone(),
+        args.read_connections,
+        contactsd::storage::readers::DEFAULT_READ_TIMEOUT,
+    )
+    .map_err(|e| e.to_string())?
+    .into();
     let manager = deadpool_postgres::Manager::new(pg_config, tokio_postgres::NoTls);
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(concurrency)

@@ -276,7 +276,7 @@ impl Worker {
         if self.scenario == Scenario::Get {
             let reader = self.readers.get().await?;
             let id = self.target(i).id;
-            return sql::select_contact(&*reader, site, id, ReadMask::ALL)
+            return sql::select_contact(&**reader, site, id, ReadMask::ALL)
                 .await
                 .map(drop);
         }
@@ -290,7 +290,7 @@ impl Worker {
             // The server asks for one more row than a page, to know whether another follows.
             let (rows, _) = if filter.is_point_read() {
                 let reader = self.readers.get().await?;
-                sql::list_contacts(&*reader, site, &filter, after, size + 1, mask).await?
+                sql::list_contacts(&**reader, site, &filter, after, size + 1, mask).await?
             } else {
                 let client = self.dedicated(conn).await?;
                 sql::list_contacts(client, site, &filter, after, size + 1, mask).await?
