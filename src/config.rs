@@ -125,9 +125,10 @@ pub struct ServeArgs {
     )]
     pub db_read_connections: usize,
 
-    /// Milliseconds a point read waits for its shared connection. One that
-    /// answers nothing for this long is replaced, and the read fails with
-    /// UNAVAILABLE instead of hanging until TCP gives up.
+    /// Milliseconds a point read waits, getting its shared connection
+    /// included. A connection that answers nothing for this long is
+    /// replaced, and the read fails with UNAVAILABLE instead of hanging
+    /// until TCP gives up.
     #[arg(
         long,
         env = "CONTACTS_DB_READ_TIMEOUT_MS",

@@ -8,7 +8,8 @@
 //! drops it. The dangerous case is a connection that died quietly while it sat
 //! idle (a restart while nothing was reading, a network cut with no FIN), so
 //! only connections idle for longer than [`VERIFY_AFTER_IDLE`] are checked
-//! with a query; one that fails is dropped and another is taken.
+//! with a query; one that fails, or gives no answer within
+//! [`VERIFY_TIMEOUT`], is dropped and another is taken.
 
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use deadpool_postgres::{
 };
 
 pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
+/// How long that check may wait for its answer; a connection that gives none
+/// is dropped and another taken.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn build(config: tokio_postgres::Config, size: usize) -> Result<Pool, String> {
     let manager = Manager::from_config(
@@ -35,7 +39,11 @@ pub fn build(config: tokio_postgres::Config, size: usize) -> Result<Pool, String
         .pre_recycle(Hook::async_fn(|client, metrics| {
             Box::pin(async move {
                 if metrics.last_used() > VERIFY_AFTER_IDLE {
-                    client.simple_query("").await.map_err(HookError::Backend)?;
+                    // A connection that went silent would hang the check itself.
+                    tokio::time::timeout(VERIFY_TIMEOUT, client.simple_query(""))
+                        .await
+                        .map_err(|_| HookError::message("no answer to the idle check"))?
+                        .map_err(HookError::Backend)?;
                 }
                 Ok(())
             })

@@ -18,7 +18,9 @@
 //! hour. So a read waits at most the read timeout; a connection asked
 //! something that long ago with no answer since is stalled, and it is
 //! replaced and closed instead of going back to the pool. That holds even
-//! when every read on it was cancelled by its client's own deadline first.
+//! when every read on it was cancelled by its client's own deadline first,
+//! and a connection retired for idleness with a question unanswered is
+//! closed too: the pool's idle check would only have to wait for it.
 
 use std::future::Future;
 use std::ops::Deref;
@@ -43,10 +45,12 @@ pub struct Shared {
     conn: Option<Object>,
     opened: Instant,
     /// When the oldest read asked since the connection's last answer was
-    /// asked, as milliseconds after `opened` plus one; 0 right after an
-    /// answer. (Answers come in order, so an answer vouches for every read
-    /// sent before it.)
+    /// asked, as milliseconds after `opened` plus one; 0 when nothing asked
+    /// is waiting. (Answers come in order, so an answer vouches for every
+    /// read asked before it.)
     unanswered_since: AtomicU64,
+    /// When the latest read was asked, in the same unit.
+    last_asked: AtomicU64,
     /// Set when replaced as stalled: the connection is closed, not pooled.
     stalled: AtomicBool,
 }
@@ -57,32 +61,45 @@ impl Shared {
             conn: Some(conn),
             opened: Instant::now(),
             unanswered_since: AtomicU64::new(0),
+            last_asked: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
         }
     }
 
-    fn now(&self) -> u64 {
-        self.opened.elapsed().as_millis() as u64 + 1
+    fn stamp(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.opened).as_millis() as u64 + 1
     }
 
-    fn asked(&self) {
+    /// Notes a read asked at `at` (when its caller began waiting).
+    fn asked(&self, at: Instant) {
+        let at = self.stamp(at);
+        self.last_asked.fetch_max(at, Ordering::Relaxed);
         // Keeps the oldest unanswered time: a stall dates from the first read it swallowed.
-        let _ = self.unanswered_since.compare_exchange(
-            0,
-            self.now(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ = self
+            .unanswered_since
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    fn answered(&self) {
-        self.unanswered_since.store(0, Ordering::Relaxed);
+    /// Notes the answer to the read asked at `at`. Reads asked after it may
+    /// still wait; they are then dated now, which is no earlier than they were asked.
+    fn answered(&self, at: Instant) {
+        let next = if self.last_asked.load(Ordering::Relaxed) > self.stamp(at) {
+            self.stamp(Instant::now())
+        } else {
+            0
+        };
+        self.unanswered_since.store(next, Ordering::Relaxed);
     }
 
-    fn stalled_for(&self, deadline: Duration) -> bool {
+    /// Whether a read has waited for an answer at all.
+    fn waiting(&self) -> bool {
+        self.unanswered_since.load(Ordering::Relaxed) != 0
+    }
+
+    fn stalled_for(&self, timeout: Duration) -> bool {
         match self.unanswered_since.load(Ordering::Relaxed) {
             0 => false,
-            since => self.now().saturating_sub(since) >= deadline.as_millis() as u64,
+            since => self.stamp(Instant::now()).saturating_sub(since) >= timeout.as_millis() as u64,
         }
     }
 }
@@ -167,40 +184,61 @@ impl Readers {
 
     /// Runs `read` on a shared connection, and once more on another if that
     /// one turns out closed (the database restarted): reads are safe to
-    /// repeat, and the caller need not see the restart. Each attempt waits no
-    /// longer than the read timeout; past that its connection is replaced
-    /// and the read fails as unavailable.
+    /// repeat, and the caller need not see the restart. All of it, getting
+    /// the connections included, takes at most the read timeout; past that
+    /// the read fails as unavailable, and a connection that has not answered
+    /// it is replaced.
     pub async fn run<T, F>(&self, read: impl Fn(Reader) -> F) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {
-        let reader = self.get().await?;
-        match self.attempt(reader.clone(), &read).await {
-            Err(_) if reader.is_closed() => self.attempt(self.get().await?, &read).await,
+        let asked = Instant::now();
+        let deadline = tokio::time::Instant::from_std(asked + self.read_timeout);
+        let reader = self.get_by(deadline).await?;
+        match self.attempt(&reader, &read, asked, deadline).await {
+            Err(_) if reader.is_closed() => {
+                let other = self.get_by(deadline).await?;
+                self.attempt(&other, &read, asked, deadline).await
+            }
             result => result,
         }
     }
 
-    async fn attempt<T, F>(&self, reader: Reader, read: &impl Fn(Reader) -> F) -> Result<T>
+    async fn get_by(&self, deadline: tokio::time::Instant) -> Result<Reader> {
+        tokio::time::timeout_at(deadline, self.get())
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out("no shared read connection was free")))
+    }
+
+    async fn attempt<T, F>(
+        &self,
+        reader: &Reader,
+        read: &impl Fn(Reader) -> F,
+        asked: Instant,
+        deadline: tokio::time::Instant,
+    ) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {
-        reader.asked();
-        match tokio::time::timeout(self.read_timeout, read(reader.clone())).await {
+        // Dated from when the caller began waiting, so that at the deadline
+        // the connection counts as stalled here and in `take_live` alike.
+        reader.asked(asked);
+        match tokio::time::timeout_at(deadline, read(reader.clone())).await {
             Ok(result) => {
                 if !reader.is_closed() {
-                    reader.answered();
+                    reader.answered(asked);
                 }
                 result
             }
             Err(_) => {
-                self.replace(&reader);
-                Err(Error::Unavailable(format!(
-                    "a shared read connection answered nothing for {:?}; replaced it",
-                    self.read_timeout
-                )))
+                self.replace(reader);
+                Err(self.timed_out("a shared read connection answered nothing; replaced it"))
             }
         }
+    }
+
+    fn timed_out(&self, what: &str) -> Error {
+        Error::Unavailable(format!("{what} within {:?}", self.read_timeout))
     }
 
     /// Takes `reader` out of its slot, if it is still there, and out of the pool.
@@ -230,8 +268,11 @@ impl Readers {
                 Some(s.reader.clone())
             }
             None => {
+                // Retired with a question unanswered (stalled, or idle after
+                // its readers gave up): closed, since the pool's idle check
+                // would have to wait for it.
                 if let Some(s) = slot.take()
-                    && s.reader.stalled_for(self.read_timeout)
+                    && s.reader.waiting()
                 {
                     s.reader.stalled.store(true, Ordering::Relaxed);
                 }

@@ -157,14 +157,18 @@ async fn reads_right_after_the_database_dropped_the_servers_connections_succeed(
     }
 }
 
-/// The read timeout of the stall tests: short, so that they run fast.
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+/// The read timeout of most stall tests: short, so that they run fast, and
+/// far above a healthy read even on a loaded machine.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A server whose two shared read connections have served a contact and then
-/// gone silent; the proxy and the app must outlive the test's calls.
-async fn with_stalled_read_connections() -> (Proxy, TestApp, Client, ReconcileResponse) {
+/// A server whose point reads wait `read_timeout` at most and whose two shared
+/// read connections have served a contact and then gone silent; the proxy
+/// and the app must outlive the test's calls.
+async fn with_stalled_read_connections(
+    read_timeout: std::time::Duration,
+) -> (Proxy, TestApp, Client, ReconcileResponse) {
     let proxy = Proxy::start().await;
-    let app = spawn_app_for_stalls(&proxy.address, READ_TIMEOUT).await;
+    let app = spawn_app_for_stalls(&proxy.address, read_timeout).await;
     let mut client = app.client("acme").await;
     let created = create(&mut client, with_email("dana@example.com")).await;
     // Round-robin: these open both shared read connections.
@@ -178,7 +182,7 @@ async fn with_stalled_read_connections() -> (Proxy, TestApp, Client, ReconcileRe
 #[tokio::test]
 async fn reads_on_a_shared_connection_that_stopped_answering_fail_fast_and_the_next_get_a_new_one()
 {
-    let (_proxy, _app, mut client, created) = with_stalled_read_connections().await;
+    let (_proxy, _app, mut client, created) = with_stalled_read_connections(READ_TIMEOUT).await;
     // Without a deadline of its own, a read would wait until TCP gave up.
     let mut outcomes = Vec::new();
     for _ in 0..8 {
@@ -215,21 +219,10 @@ async fn reads_on_a_shared_connection_that_stopped_answering_fail_fast_and_the_n
 
 #[tokio::test]
 async fn a_stalled_shared_connection_is_replaced_even_when_its_readers_gave_up_first() {
-    let (_proxy, _app, mut client, created) = with_stalled_read_connections().await;
+    let (_proxy, _app, mut client, created) = with_stalled_read_connections(READ_TIMEOUT).await;
     // Clients whose deadlines are shorter than the read timeout cancel their
     // reads before the server's own wait runs out, on both connections.
-    for _ in 0..4 {
-        let mut request = tonic::Request::new(contactsd::pb::GetContactRequest {
-            id: created.contact_id.clone(),
-            read_mask: None,
-        });
-        request.set_timeout(READ_TIMEOUT / 3);
-        let status = client.get_contact(request).await.unwrap_err();
-        assert!(
-            matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
-            "{status:?}"
-        );
-    }
+    give_up_on_reads(&mut client, &created.contact_id).await;
     tokio::time::sleep(READ_TIMEOUT).await;
 
     // Both connections have had a question unanswered for longer than the
@@ -240,5 +233,45 @@ async fn a_stalled_shared_connection_is_replaced_even_when_its_readers_gave_up_f
             .await
             .expect("a connection known to be stalled is not used again");
         assert_eq!(contact.etag, created.etag);
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_shared_connection_left_idle_after_its_readers_gave_up_is_closed_not_pooled() {
+    // A read timeout longer than the idle limit (2 s): the connections are
+    // retired for idleness before they count as stalled.
+    let read_timeout = std::time::Duration::from_secs(5);
+    let (_proxy, _app, mut client, created) = with_stalled_read_connections(read_timeout).await;
+    give_up_on_reads(&mut client, &created.contact_id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_300)).await;
+
+    // Pooled again, a retired connection would be handed out at once (or hang
+    // its idle check) and this read would wait for it.
+    for _ in 0..4 {
+        let contact = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            get(&mut client, &created.contact_id),
+        )
+        .await
+        .expect("served by a new connection, not by a silent one from the pool")
+        .expect("served by a new connection, not by a silent one from the pool");
+        assert_eq!(contact.etag, created.etag);
+    }
+}
+
+/// Four reads whose client deadlines (100 ms) end them before the server's
+/// read timeout does: round-robin, two on each shared connection.
+async fn give_up_on_reads(client: &mut Client, id: &str) {
+    for _ in 0..4 {
+        let mut request = tonic::Request::new(contactsd::pb::GetContactRequest {
+            id: id.to_owned(),
+            read_mask: None,
+        });
+        request.set_timeout(std::time::Duration::from_millis(100));
+        let status = client.get_contact(request).await.unwrap_err();
+        assert!(
+            matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{status:?}"
+        );
     }
 }
