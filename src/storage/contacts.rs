@@ -37,10 +37,9 @@ impl Store {
         id: ContactId,
         mask: ReadMask,
     ) -> Result<Option<Contact>> {
-        self.point_read(
-            |reader| async move { sql::select_contact(&**reader, site, id, mask).await },
-        )
-        .await
+        self.readers
+            .run(|reader| async move { sql::select_contact(&**reader, site, id, mask).await })
+            .await
     }
 
     /// A page of contacts and the snapshot it was read in; see [`sql::list_contacts`].
@@ -58,10 +57,11 @@ impl Store {
             let client = self.client().await?;
             return sql::list_contacts(&client, site, filter, after_seq, limit, mask).await;
         }
-        self.point_read(|reader| async move {
-            sql::list_contacts(&**reader, site, filter, after_seq, limit, mask).await
-        })
-        .await
+        self.readers
+            .run(|reader| async move {
+                sql::list_contacts(&**reader, site, filter, after_seq, limit, mask).await
+            })
+            .await
     }
 
     pub async fn edit_contact<T>(

@@ -194,11 +194,12 @@ impl Store {
     /// The one row of a short parameterless statement, as a point read,
     /// prepared once per connection (these run every poll and every watch).
     async fn one_row(&self, sql: &'static str) -> Result<Row> {
-        self.point_read(|reader| async move {
-            let statement = reader.prepare_cached(sql).await?;
-            Ok(reader.query_one(&statement, &[]).await?)
-        })
-        .await
+        self.readers
+            .run(|reader| async move {
+                let statement = reader.prepare_cached(sql).await?;
+                Ok(reader.query_one(&statement, &[]).await?)
+            })
+            .await
     }
 
     /// The current horizon as a position: every change before it is readable.

@@ -9,7 +9,6 @@ pub mod readers;
 pub mod sql;
 mod tx;
 
-use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -78,14 +77,6 @@ impl Store {
 
     pub fn secret(&self) -> &[u8] {
         &self.secret
-    }
-
-    /// Runs a point read on a shared connection (see [`readers::Readers::run`]).
-    async fn point_read<T, F>(&self, read: impl Fn(readers::Reader) -> F) -> Result<T>
-    where
-        F: Future<Output = Result<T>>,
-    {
-        self.readers.run(read).await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {

@@ -51,7 +51,7 @@ pub struct Shared {
     unanswered_since: AtomicU64,
     /// When the latest read was asked, in the same unit.
     last_asked: AtomicU64,
-    /// Set when replaced as stalled: the connection is closed, not pooled.
+    /// Set when retired with a question unanswered: the connection is closed, not pooled.
     stalled: AtomicBool,
 }
 
@@ -186,8 +186,8 @@ impl Readers {
     /// one turns out closed (the database restarted): reads are safe to
     /// repeat, and the caller need not see the restart. All of it, getting
     /// the connections included, takes at most the read timeout; past that
-    /// the read fails as unavailable, and a connection that has not answered
-    /// it is replaced.
+    /// the read fails as unavailable, and a connection that has answered
+    /// nothing since it was asked counts as stalled (see [`Self::take_live`]).
     pub async fn run<T, F>(&self, read: impl Fn(Reader) -> F) -> Result<T>
     where
         F: Future<Output = Result<T>>,
@@ -220,8 +220,9 @@ impl Readers {
     where
         F: Future<Output = Result<T>>,
     {
-        // Dated from when the caller began waiting, so that at the deadline
-        // the connection counts as stalled here and in `take_live` alike.
+        // Dated from when the caller began waiting: at the deadline a
+        // connection that answered nothing since is stalled, and the next
+        // `take_live` of its slot retires it.
         reader.asked(asked);
         match tokio::time::timeout_at(deadline, read(reader.clone())).await {
             Ok(result) => {
@@ -230,29 +231,12 @@ impl Readers {
                 }
                 result
             }
-            Err(_) => {
-                self.replace(reader);
-                Err(self.timed_out("a shared read connection answered nothing; replaced it"))
-            }
+            Err(_) => Err(self.timed_out("a shared read connection answered nothing")),
         }
     }
 
     fn timed_out(&self, what: &str) -> Error {
         Error::Unavailable(format!("{what} within {:?}", self.read_timeout))
-    }
-
-    /// Takes `reader` out of its slot, if it is still there, and out of the pool.
-    fn replace(&self, reader: &Reader) {
-        reader.stalled.store(true, Ordering::Relaxed);
-        for slot in &self.slots {
-            let mut slot = slot.lock().unwrap();
-            if slot
-                .as_ref()
-                .is_some_and(|s| Arc::ptr_eq(&s.reader, reader))
-            {
-                *slot = None;
-            }
-        }
     }
 
     /// The slot's reader if it is fit to use (marking it used), emptying it if not.
@@ -269,8 +253,8 @@ impl Readers {
             }
             None => {
                 // Retired with a question unanswered (stalled, or idle after
-                // its readers gave up): closed, since the pool's idle check
-                // would have to wait for it.
+                // its readers gave up): closed, not pooled, since the pool's
+                // idle check would only have to wait for it.
                 if let Some(s) = slot.take()
                     && s.reader.waiting()
                 {
