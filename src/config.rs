@@ -138,6 +138,20 @@ pub struct ServeArgs {
     )]
     pub db_read_timeout_ms: u64,
 
+    /// Milliseconds any other database call (a write, a listing that is not
+    /// a point read, a page of the change feed, a key lookup) waits, getting
+    /// its pooled connection included. Past that it fails with UNAVAILABLE,
+    /// and the pool's connections are replaced: a connection that answers
+    /// nothing is not waited on until TCP gives up.
+    #[arg(
+        long,
+        env = "CONTACTS_DB_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true,
+        value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub db_timeout_ms: u64,
+
     /// Seconds a shutdown waits for calls in flight (a watch stream whose
     /// client stopped reading never finishes on its own) before cutting them off.
     #[arg(
@@ -155,10 +169,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
     pub default_region: crate::domain::Region,
-    pub db_pool_size: usize,
-    pub db_read_connections: usize,
-    /// How long a point read waits for its shared connection.
-    pub db_read_timeout: Duration,
+    /// Connections, and how long a database call may wait for an answer.
+    pub db: crate::storage::DbSettings,
     pub feed: crate::feed::FeedSettings,
     /// How long a shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
@@ -172,9 +184,12 @@ impl Settings {
             listen: cli.serve.listen,
             database_url: cli.database_url.clone(),
             default_region,
-            db_pool_size: cli.serve.db_pool_size.max(1),
-            db_read_connections: cli.serve.db_read_connections.max(1),
-            db_read_timeout: Duration::from_millis(cli.serve.db_read_timeout_ms),
+            db: crate::storage::DbSettings {
+                pool_size: cli.serve.db_pool_size.max(1),
+                read_connections: cli.serve.db_read_connections.max(1),
+                read_timeout: Duration::from_millis(cli.serve.db_read_timeout_ms),
+                timeout: Duration::from_millis(cli.serve.db_timeout_ms),
+            },
             feed: crate::feed::FeedSettings {
                 poll: Duration::from_millis(cli.serve.feed_poll_ms.max(1)),
                 heartbeat: Duration::try_from_secs_f64(cli.serve.heartbeat_secs)

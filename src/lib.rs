@@ -53,13 +53,7 @@ impl Application {
     pub async fn build(
         settings: Settings,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let store = Store::connect(
-            &settings.database_url,
-            settings.db_pool_size,
-            settings.db_read_connections,
-            settings.db_read_timeout,
-        )
-        .await?;
+        let store = Store::connect(&settings.database_url, &settings.db).await?;
         let listener = TcpListener::bind(settings.listen).await?;
         let address = listener.local_addr()?;
         Ok(Self {

@@ -1,6 +1,7 @@
 use clap::Parser;
 use contactsd::config::{Cli, Command, KeysCommand, Settings};
-use contactsd::{Application, auth, storage::Store};
+use contactsd::storage::{DbSettings, Store};
+use contactsd::{Application, auth};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -42,13 +43,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             command: KeysCommand::Create { site, app, scopes },
         }) => {
             let (read, write) = auth::Scope::parse_list(scopes)?;
-            let store = Store::connect(
-                &cli.database_url,
-                1,
-                1,
-                contactsd::storage::readers::DEFAULT_READ_TIMEOUT,
-            )
-            .await?;
+            let db = DbSettings {
+                pool_size: 1,
+                read_connections: 1,
+                ..Default::default()
+            };
+            let store = Store::connect(&cli.database_url, &db).await?;
             let key = auth::create_key(&store, site, app, read, write).await?;
             eprintln!("created a key for app {app:?} on site {site:?}; it is shown only once:");
             println!("{key}");

@@ -28,7 +28,8 @@ impl Store {
         app: &str,
         incoming: ContactData,
     ) -> Result<Reconciled> {
-        reconcile(&Tx::start(self.client().await?).await?, site, app, incoming).await
+        self.exclusive(async |conn| reconcile(&Tx::start(conn).await?, site, app, incoming).await)
+            .await
     }
 
     pub async fn get_contact(
@@ -54,8 +55,11 @@ impl Store {
         mask: ReadMask,
     ) -> Result<(Vec<(Contact, i64)>, String)> {
         if !filter.is_point_read() {
-            let client = self.client().await?;
-            return sql::list_contacts(&client, site, filter, after_seq, limit, mask).await;
+            return self
+                .exclusive(async |conn| {
+                    sql::list_contacts(&**conn, site, filter, after_seq, limit, mask).await
+                })
+                .await;
         }
         self.readers
             .run(|reader| async move {
@@ -73,15 +77,9 @@ impl Store {
         lock_key: Option<String>,
         edit: impl FnOnce(&mut ContactData) -> Result<(T, Vec<&'static str>)>,
     ) -> Result<(Contact, T)> {
-        edit_contact(
-            &Tx::start(self.client().await?).await?,
-            site,
-            app,
-            id,
-            etag,
-            lock_key,
-            edit,
-        )
+        self.exclusive(async |conn| {
+            edit_contact(&Tx::start(conn).await?, site, app, id, etag, lock_key, edit).await
+        })
         .await
     }
 
@@ -92,14 +90,22 @@ impl Store {
         id: ContactId,
         etag: Option<&str>,
     ) -> Result<()> {
-        delete_contact(&Tx::start(self.client().await?).await?, site, app, id, etag).await
+        self.exclusive(async |conn| {
+            delete_contact(&Tx::start(conn).await?, site, app, id, etag).await
+        })
+        .await
     }
 }
 
 /// Merges `incoming` into the earliest-created contact sharing one of its
 /// emails or phones, or creates a contact. Concurrent calls with a common key
 /// are serialized by the key locks, so they end in one contact.
-pub async fn reconcile(tx: &Tx, site: i64, app: &str, incoming: ContactData) -> Result<Reconciled> {
+pub async fn reconcile(
+    tx: &Tx<'_>,
+    site: i64,
+    app: &str,
+    incoming: ContactData,
+) -> Result<Reconciled> {
     let keys = incoming.keys();
     // A retry starts a new transaction: retrying inside this one would wait on
     // a second row while holding the first (a deadlock risk), and the contact
@@ -169,7 +175,7 @@ pub async fn reconcile(tx: &Tx, site: i64, app: &str, incoming: ContactData) -> 
 /// `lock_key`, a matching key the edit may add), and stores the result if
 /// `edit` reports changed fields. `etag`, if given, must be current.
 pub async fn edit_contact<T>(
-    tx: &Tx,
+    tx: &Tx<'_>,
     site: i64,
     app: &str,
     id: ContactId,
@@ -197,7 +203,7 @@ pub async fn edit_contact<T>(
 
 /// Deletes the contact (its keys go with it) and records the deletion.
 pub async fn delete_contact(
-    tx: &Tx,
+    tx: &Tx<'_>,
     site: i64,
     app: &str,
     id: ContactId,
@@ -217,7 +223,7 @@ pub async fn delete_contact(
 /// Writes the changed contact and commits, in one round trip; commits alone
 /// if nothing changed (a no-op writes no change record).
 async fn store(
-    tx: &Tx,
+    tx: &Tx<'_>,
     site: i64,
     app: &str,
     contact: &mut Contact,

@@ -218,10 +218,13 @@ impl Store {
 
     /// Up to `limit` changes of every site after `after`, below the horizon.
     pub async fn changes_after(&self, after: Position, limit: i64) -> Result<FeedPage> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(CHANGES_AFTER).await?;
-        let rows = client
-            .query(&statement, &[&after.xid.to_string(), &after.seq, &limit])
+        let rows = self
+            .exclusive(async |client| {
+                let statement = client.prepare_cached(CHANGES_AFTER).await?;
+                Ok(client
+                    .query(&statement, &[&after.xid.to_string(), &after.seq, &limit])
+                    .await?)
+            })
             .await?;
         page_from_rows(rows, after, limit)
     }
@@ -235,8 +238,6 @@ impl Store {
         seen: &SeenSnapshot,
         limit: i64,
     ) -> Result<FeedPage> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(SITE_CHANGES_AFTER).await?;
         let xip: Vec<String> = seen.xip.iter().map(u64::to_string).collect();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
             &site,
@@ -246,7 +247,12 @@ impl Store {
             &xip,
             &limit,
         ];
-        let rows = client.query(&statement, &params).await?;
+        let rows = self
+            .exclusive(async |client| {
+                let statement = client.prepare_cached(SITE_CHANGES_AFTER).await?;
+                Ok(client.query(&statement, &params).await?)
+            })
+            .await?;
         page_from_rows(rows, after, limit)
     }
 
@@ -264,38 +270,47 @@ impl Store {
     /// Deletes the oldest changes recorded before `cutoff`, in feed order, and
     /// records how far it got. Returns how many it deleted.
     pub async fn prune_changes(&self, cutoff: DateTime<Utc>) -> Result<u64> {
-        let client = self.client().await?;
+        const BATCH: usize = 5000;
         let mut deleted = 0;
+        // Batch by batch, each within the timeout: a long backlog is not a stall.
         loop {
-            // The oldest changes in feed order, up to the first one still kept;
-            // only below the horizon, so that a transaction still running now
-            // cannot commit rows behind the boundary that were never checked.
-            let rows = client
-                .query(
-                    "SELECT xid::text AS xid_text, seq, change_time < $1 FROM contact_changes \
-                     WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid, seq LIMIT 5000",
-                    &[&cutoff],
-                )
+            let batch = self
+                .exclusive(async |client| {
+                    // The oldest changes in feed order, up to the first one still kept;
+                    // only below the horizon, so that a transaction still running now
+                    // cannot commit rows behind the boundary that were never checked.
+                    let rows = client
+                        .query(
+                            "SELECT xid::text AS xid_text, seq, change_time < $1 FROM contact_changes \
+                             WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid, seq LIMIT 5000",
+                            &[&cutoff],
+                        )
+                        .await?;
+                    let batch = rows.iter().take_while(|r| r.get::<_, bool>(2)).count();
+                    let Some(boundary) = batch.checked_sub(1).map(|last| &rows[last]) else {
+                        return Ok(None);
+                    };
+                    let (xid, seq): (String, i64) = (boundary.get(0), boundary.get(1));
+                    let n = client
+                        .execute(
+                            // Through the index in feed order, whatever the statistics say
+                            // (the plain row comparison can plan as a full scan).
+                            "WITH d AS (DELETE FROM contact_changes WHERE (xid, seq) IN ( \
+                               SELECT xid, seq FROM contact_changes WHERE (xid, seq) <= ($1::text::xid8, $2) \
+                               ORDER BY xid, seq LIMIT 5000)) \
+                             UPDATE feed_state SET pruned_xid = $1::text::xid8, pruned_seq = $2 \
+                             WHERE (pruned_xid, pruned_seq) < ($1::text::xid8, $2)",
+                            &[&xid, &seq],
+                        )
+                        .await?;
+                    Ok(Some((batch, n)))
+                })
                 .await?;
-            let batch = rows.iter().take_while(|r| r.get::<_, bool>(2)).count();
-            let Some(boundary) = batch.checked_sub(1).map(|last| &rows[last]) else {
+            let Some((batch, updated)) = batch else {
                 return Ok(deleted);
             };
-            let (xid, seq): (String, i64) = (boundary.get(0), boundary.get(1));
-            let n = client
-                .execute(
-                    // Through the index in feed order, whatever the statistics say
-                    // (the plain row comparison can plan as a full scan).
-                    "WITH d AS (DELETE FROM contact_changes WHERE (xid, seq) IN ( \
-                       SELECT xid, seq FROM contact_changes WHERE (xid, seq) <= ($1::text::xid8, $2) \
-                       ORDER BY xid, seq LIMIT 5000)) \
-                     UPDATE feed_state SET pruned_xid = $1::text::xid8, pruned_seq = $2 \
-                     WHERE (pruned_xid, pruned_seq) < ($1::text::xid8, $2)",
-                    &[&xid, &seq],
-                )
-                .await?;
             deleted += batch as u64;
-            if n == 0 || batch < 5000 {
+            if updated == 0 || batch < BATCH {
                 return Ok(deleted);
             }
         }

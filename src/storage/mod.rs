@@ -16,6 +16,7 @@ use tokio_postgres::NoTls;
 
 pub use contacts::Reconciled;
 pub use keys::{Grant, KeyRecord};
+pub use pool::Exclusive;
 pub use tx::Tx;
 
 use crate::error::{Error, Result};
@@ -25,27 +26,53 @@ refinery::embed_migrations!("src/storage/migrations");
 /// Serializes migrations of replicas that start at the same time.
 const MIGRATION_LOCK: i64 = 0x636f_6e74_6163_7473; // "contacts"
 
+/// How the store uses the database: how many connections, and how long a
+/// call may wait for one to answer before it fails as unavailable.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    /// Connections for writes, scans and the feed's pages, each call its own.
+    pub pool_size: usize,
+    /// Connections shared by point reads, in addition to the pool.
+    pub read_connections: usize,
+    /// How long a point read waits, getting its shared connection included.
+    pub read_timeout: Duration,
+    /// How long any other call waits, getting its connection included.
+    pub timeout: Duration,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            read_connections: 2,
+            read_timeout: readers::DEFAULT_READ_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// How long a call on a pooled connection waits by default: well above a
+/// write that queues behind others for the same keys, well below TCP's own
+/// quarter of an hour.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The service's handle on PostgreSQL: a pool of connections, and a few
 /// shared ones for point reads.
 #[derive(Clone)]
 pub struct Store {
     pool: deadpool_postgres::Pool,
     readers: std::sync::Arc<readers::Readers>,
+    timeout: Duration,
     /// Signs the opaque tokens the service hands out; shared by all replicas.
     secret: std::sync::Arc<[u8]>,
 }
 
 impl Store {
     /// Connects to `url`, creating the database if it does not exist and
-    /// bringing its schema up to date. `pool_size` connections serve writes
-    /// and scans, each call its own; `read_connections` more are shared by
-    /// point reads, each waiting `read_timeout` at most (see [`readers`]).
-    pub async fn connect(
-        url: &str,
-        pool_size: usize,
-        read_connections: usize,
-        read_timeout: Duration,
-    ) -> Result<Self> {
+    /// bringing its schema up to date. The pool's connections serve writes
+    /// and scans, each call its own (see [`Store::exclusive`]); the read
+    /// connections are shared by point reads (see [`readers`]).
+    pub async fn connect(url: &str, settings: &DbSettings) -> Result<Self> {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| Error::Internal(format!("invalid database URL: {e}")))?;
         config.connect_timeout(Duration::from_secs(5));
@@ -59,8 +86,12 @@ impl Store {
         config
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
-        let readers = readers::Readers::new(config.clone(), read_connections, read_timeout)?;
-        let pool = pool::build(config, pool_size)
+        let readers = readers::Readers::new(
+            config.clone(),
+            settings.read_connections,
+            settings.read_timeout,
+        )?;
+        let pool = pool::build(config, settings.pool_size)
             .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
         let secret: Vec<u8> = pool
             .get()
@@ -71,6 +102,7 @@ impl Store {
         Ok(Self {
             pool,
             readers: readers.into(),
+            timeout: settings.timeout,
             secret: secret.into(),
         })
     }
@@ -79,8 +111,30 @@ impl Store {
         &self.secret
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
-        Ok(self.pool.get().await?)
+    /// Runs `work` on a pooled connection of its own, for at most the
+    /// timeout, getting the connection included. Past that the call fails
+    /// as unavailable instead of waiting until TCP gives up, and the
+    /// connection is closed, not pooled: it may have stopped answering.
+    /// So are the pool's idle connections, which share its network path and
+    /// may have gone silent with it (a black-holed route, a failed-over
+    /// host); the next calls open new ones.
+    async fn exclusive<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> Result<T>) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let conn = match tokio::time::timeout_at(deadline, self.pool.get()).await {
+            Ok(conn) => Exclusive::new(conn?),
+            Err(_) => return Err(self.timed_out("no pooled connection was free")),
+        };
+        let result = tokio::time::timeout_at(deadline, work(&conn)).await;
+        result.unwrap_or_else(|_| {
+            conn.unsettle();
+            drop(conn);
+            self.pool.retain(|_, _| false);
+            Err(self.timed_out("a pooled connection answered nothing"))
+        })
+    }
+
+    fn timed_out(&self, what: &str) -> Error {
+        Error::Unavailable(format!("{what} within {:?}", self.timeout))
     }
 }
 

@@ -11,10 +11,12 @@
 //! with a query; one that fails, or gives no answer within
 //! [`VERIFY_TIMEOUT`], is dropped and another is taken.
 
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{
-    Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, tokio_postgres,
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, tokio_postgres,
 };
 
 pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
@@ -50,4 +52,55 @@ pub fn build(config: tokio_postgres::Config, size: usize) -> Result<Pool, String
         }))
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// A pooled connection that one call uses alone. Dropped unsettled (with a
+/// transaction open or a request whose answer matters still unanswered),
+/// it is taken out of the pool and closed instead of going back: closing
+/// rolls back whatever it was in the middle of, and the next caller never
+/// inherits that state, or a connection that stopped answering.
+pub struct Exclusive {
+    conn: Option<Object>,
+    unsettled: AtomicBool,
+}
+
+impl Exclusive {
+    pub fn new(conn: Object) -> Self {
+        Self {
+            conn: Some(conn),
+            unsettled: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn unsettle(&self) {
+        self.unsettled.store(true, Ordering::Release);
+    }
+
+    pub(super) fn settle(&self) {
+        self.unsettled.store(false, Ordering::Release);
+    }
+
+    pub(super) fn unsettled(&self) -> bool {
+        self.unsettled.load(Ordering::Acquire)
+    }
+}
+
+impl Deref for Exclusive {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        self.conn
+            .as_ref()
+            .expect("an Exclusive holds its connection until dropped")
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        if self.unsettled()
+            && let Some(conn) = self.conn.take()
+        {
+            drop(Object::take(conn));
+        }
+    }
 }

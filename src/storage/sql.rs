@@ -217,7 +217,7 @@ pub async fn select_contact(
 /// The earliest-created contact sharing one of `keys`, row-locked. Must run
 /// after [`lock_keys`] in its own statement, to see what the previous holder
 /// of a key lock committed.
-pub async fn match_for_update(tx: &Tx, site: i64, keys: &[String]) -> Result<Option<Contact>> {
+pub async fn match_for_update(tx: &Tx<'_>, site: i64, keys: &[String]) -> Result<Option<Contact>> {
     let (client, statement) = (tx.client(), &tx.statements().match_for_update);
     client
         .query_opt(statement, &[&site, &keys])
@@ -227,7 +227,7 @@ pub async fn match_for_update(tx: &Tx, site: i64, keys: &[String]) -> Result<Opt
 }
 
 /// Deletes the (locked) contact, its keys by cascade, and records the deletion.
-pub async fn delete_contact(tx: &Tx, site: i64, app: &str, id: ContactId) -> Result<()> {
+pub async fn delete_contact(tx: &Tx<'_>, site: i64, app: &str, id: ContactId) -> Result<()> {
     let (client, statement) = (tx.client(), &tx.statements().delete_contact);
     client
         .execute(
@@ -241,7 +241,7 @@ pub async fn delete_contact(tx: &Tx, site: i64, app: &str, id: ContactId) -> Res
 /// Takes the transaction-level advisory locks of `keys` in ascending order, so
 /// that writers with overlapping keys never wait on each other in a cycle.
 /// Sends nothing when there are no keys.
-pub async fn lock_keys(tx: &Tx, site: i64, keys: &[String]) -> Result<()> {
+pub async fn lock_keys(tx: &Tx<'_>, site: i64, keys: &[String]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -262,7 +262,7 @@ pub async fn lock_keys(tx: &Tx, site: i64, keys: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub async fn lock_contact(tx: &Tx, site: i64, id: ContactId) -> Result<Contact> {
+pub async fn lock_contact(tx: &Tx<'_>, site: i64, id: ContactId) -> Result<Contact> {
     let (client, statement) = (tx.client(), &tx.statements().lock_contact);
     let row = client.query_opt(statement, &[&site, &id]).await?;
     let row = row.ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
@@ -343,7 +343,12 @@ const INSERT_CONTACT: &str = concat!(
 );
 
 /// Inserts a new contact with its keys and its CREATED record, in one statement.
-pub async fn insert_contact(tx: &Tx, site: i64, app: &str, data: ContactData) -> Result<Contact> {
+pub async fn insert_contact(
+    tx: &Tx<'_>,
+    site: i64,
+    app: &str,
+    data: ContactData,
+) -> Result<Contact> {
     let id = Uuid::new_v4();
     let keys = data.keys();
     let changed_fields = data.present_fields();
@@ -386,7 +391,7 @@ const UPDATE_CONTACT: &str = concat!(
 /// Stores the edited contact, bumps its version, syncs its keys and writes its
 /// UPDATED record, in one statement.
 pub async fn update_contact(
-    tx: &Tx,
+    tx: &Tx<'_>,
     site: i64,
     app: &str,
     contact: &mut Contact,

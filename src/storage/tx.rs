@@ -10,61 +10,47 @@
 //! carries its statements prepared ([`sql::WriteStatements`]).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use deadpool_postgres::Object;
-
+use super::pool::Exclusive;
 use super::sql;
 use crate::error::Result;
 
-/// A pooled connection inside a transaction. Dropped while the transaction is
-/// still open (the RPC was cancelled mid-way), it takes the connection out of
-/// the pool and closes it, which rolls the transaction back: a connection in
-/// an unknown transaction state never returns to the pool.
-pub struct Tx {
-    conn: Option<Object>,
-    open: AtomicBool,
+/// A transaction on a pooled connection of its own. The connection counts as
+/// unsettled from the first statement's preparation (a round trip on a new
+/// connection) until the answer to COMMIT or ROLLBACK: dropped meanwhile (the
+/// call was cancelled or timed out mid-way), it is closed, which rolls the
+/// transaction back, so a connection in an unknown state never returns to
+/// the pool (see [`Exclusive`]).
+pub struct Tx<'c> {
+    conn: &'c Exclusive,
     statements: sql::WriteStatements,
 }
 
-impl Tx {
+impl<'c> Tx<'c> {
     /// Takes the connection for a transaction, with the statements that will
     /// be pipelined already prepared (see [`sql::WriteStatements`]).
-    pub async fn start(conn: Object) -> Result<Self> {
-        let statements = sql::prepare_writes(&conn).await?;
-        Ok(Self {
-            conn: Some(conn),
-            open: AtomicBool::new(false),
-            statements,
-        })
+    pub async fn start(conn: &'c Exclusive) -> Result<Self> {
+        conn.unsettle();
+        let statements = sql::prepare_writes(&**conn).await?;
+        conn.settle();
+        Ok(Self { conn, statements })
     }
 
     pub(super) fn statements(&self) -> &sql::WriteStatements {
         &self.statements
     }
 
-    pub fn client(&self) -> &Object {
+    pub fn client(&self) -> &Exclusive {
         self.conn
-            .as_ref()
-            .expect("a Tx owns its connection until dropped")
-    }
-
-    /// Gives the connection back, once the transaction has ended.
-    pub fn into_client(mut self) -> Option<Object> {
-        if self.open.load(Ordering::Acquire) {
-            None
-        } else {
-            self.conn.take()
-        }
     }
 
     /// Sends BEGIN; join it with the first statements.
     pub async fn begin(&self) -> Result<()> {
-        self.open.store(true, Ordering::Release);
+        self.conn.unsettle();
         // Named, not inherited: the match after the key locks must see what
         // the previous lock holder committed, which a database defaulting to
         // repeatable read would hide.
-        self.client()
+        self.conn
             .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await?;
         Ok(())
@@ -72,14 +58,14 @@ impl Tx {
 
     /// Sends COMMIT; join it with the last statement.
     pub async fn commit(&self) -> Result<()> {
-        self.client().batch_execute("COMMIT").await?;
-        self.open.store(false, Ordering::Release);
+        self.conn.batch_execute("COMMIT").await?;
+        self.conn.settle();
         Ok(())
     }
 
     pub async fn rollback(&self) -> Result<()> {
-        self.client().batch_execute("ROLLBACK").await?;
-        self.open.store(false, Ordering::Release);
+        self.conn.batch_execute("ROLLBACK").await?;
+        self.conn.settle();
         Ok(())
     }
 
@@ -88,22 +74,12 @@ impl Tx {
         match work.await {
             Ok(value) => Ok(value),
             Err(error) => {
-                if self.open.load(Ordering::Acquire) {
+                if self.conn.unsettled() {
                     // If this fails too, the connection is closed on drop.
                     let _ = self.rollback().await;
                 }
                 Err(error)
             }
-        }
-    }
-}
-
-impl Drop for Tx {
-    fn drop(&mut self) {
-        if self.open.load(Ordering::Acquire)
-            && let Some(conn) = self.conn.take()
-        {
-            drop(Object::take(conn));
         }
     }
 }

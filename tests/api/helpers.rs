@@ -51,13 +51,22 @@ pub async fn spawn_app_via(host: &str) -> TestApp {
     spawn(host, fresh_database(), true, |_| {}).await
 }
 
-/// Spawns the app via `host` with point reads that wait `timeout` at most,
-/// and a change feed that polls once an hour, so that only the test's own
-/// reads use the shared read connections.
+/// Spawns the app via `host` with database calls that wait `timeout` at
+/// most, and a change feed that polls once an hour, so that only the test's
+/// own calls use the database.
 pub async fn spawn_app_for_stalls(host: &str, timeout: std::time::Duration) -> TestApp {
     spawn(host, fresh_database(), true, |s| {
-        s.db_read_timeout = timeout;
+        (s.db.read_timeout, s.db.timeout) = (timeout, timeout);
         s.feed.poll = std::time::Duration::from_secs(3600);
+    })
+    .await
+}
+
+/// Spawns the app via `host` with database calls that wait `timeout` at
+/// most, and the test feed settings.
+pub async fn spawn_app_with_db_timeout(host: &str, timeout: std::time::Duration) -> TestApp {
+    spawn(host, fresh_database(), true, |s| {
+        (s.db.read_timeout, s.db.timeout) = (timeout, timeout);
     })
     .await
 }
@@ -88,9 +97,10 @@ async fn spawn(
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("postgres://postgres@{host}/{database}"),
         default_region: Default::default(),
-        db_pool_size: 8,
-        db_read_connections: 2,
-        db_read_timeout: contactsd::storage::readers::DEFAULT_READ_TIMEOUT,
+        db: contactsd::storage::DbSettings {
+            pool_size: 8,
+            ..Default::default()
+        },
         feed: test_feed(),
         shutdown_grace: SHUTDOWN_GRACE,
     };

@@ -275,3 +275,88 @@ async fn give_up_on_reads(client: &mut Client, id: &str) {
         );
     }
 }
+
+#[tokio::test]
+async fn a_write_on_a_pooled_connection_that_stopped_answering_fails_fast_and_the_next_succeeds() {
+    let proxy = Proxy::start().await;
+    let app = spawn_app_for_stalls(&proxy.address, READ_TIMEOUT).await;
+    let mut client = app.client("acme").await;
+    create(&mut client, with_email("dana@example.com")).await;
+    // Every connection the pool holds is idle and now silent.
+    proxy.stall_open_connections();
+
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.reconcile(reconcile(with_email("erin@example.com"))),
+    )
+    .await
+    .expect("a write on a stalled connection ends by the timeout, not by TCP");
+    let took = started.elapsed();
+    assert_code(result, Code::Unavailable);
+    assert!(
+        took >= READ_TIMEOUT && took < READ_TIMEOUT * 5,
+        "failed after {took:?}, timeout {READ_TIMEOUT:?}"
+    );
+
+    // The stalled connection and the pool's other idle ones were dropped:
+    // the next writes take new connections and succeed at once.
+    for address in ["erin@example.com", "fay@example.com", "gil@example.com"] {
+        let created = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            client.reconcile(reconcile(with_email(address))),
+        )
+        .await
+        .expect("served by a new connection, not by a silent one from the pool")
+        .expect("served by a new connection, not by a silent one from the pool");
+        assert!(created.into_inner().created);
+    }
+}
+
+#[tokio::test]
+async fn watchers_keep_receiving_changes_after_the_feeds_connections_stopped_answering() {
+    let proxy = Proxy::start().await;
+    let app = spawn_app_with_db_timeout(&proxy.address, READ_TIMEOUT).await;
+    let mut client = app.client("acme").await;
+    create(&mut client, with_email("dana@example.com")).await;
+    let mut stream = client
+        .watch_contacts(contactsd::pb::WatchContactsRequest::default())
+        .await
+        .expect("the watch starts")
+        .into_inner();
+    // The feed reads a page every few milliseconds: its connections are open.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    proxy.stall_open_connections();
+
+    // A write may meet a silent connection first; the one that succeeds is
+    // the change the watcher must see.
+    let written = async {
+        for _ in 0..3 {
+            if let Ok(done) = client
+                .reconcile(reconcile(with_email("erin@example.com")))
+                .await
+            {
+                return done.into_inner();
+            }
+        }
+        panic!("three writes in a row failed")
+    };
+    let written = tokio::time::timeout(std::time::Duration::from_secs(10), written)
+        .await
+        .expect("writes end by the timeout, not by TCP");
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let event = stream
+                .message()
+                .await
+                .expect("the stream stays healthy")
+                .expect("the stream stays open");
+            if event.contact_id == written.contact_id {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the feed stops waiting on its silent connection and reads on");
+    assert_eq!(event.etag, written.etag);
+}

@@ -14,8 +14,7 @@ use contactsd::error::Error;
 use contactsd::pb;
 use contactsd::storage::readers::Readers;
 use contactsd::storage::sql::ListFilter;
-use contactsd::storage::{Tx, contacts, sql};
-use deadpool_postgres::Object;
+use contactsd::storage::{Exclusive, Tx, contacts, sql};
 use uuid::Uuid;
 
 use crate::Client;
@@ -271,7 +270,7 @@ impl Worker {
     /// (`conn`, taken when first needed and kept), or for point reads on
     /// shared ones as the server reads them, without authentication, wire
     /// parsing or the connection pool.
-    pub async fn baseline(&mut self, conn: &mut Option<Object>, i: u64) -> Result<(), Error> {
+    pub async fn baseline(&mut self, conn: &mut Option<Exclusive>, i: u64) -> Result<(), Error> {
         let site = self.site;
         if self.scenario == Scenario::Get {
             let reader = self.readers.get().await?;
@@ -293,7 +292,7 @@ impl Worker {
                 sql::list_contacts(&**reader, site, &filter, after, size + 1, mask).await?
             } else {
                 let client = self.dedicated(conn).await?;
-                sql::list_contacts(client, site, &filter, after, size + 1, mask).await?
+                sql::list_contacts(&**client, site, &filter, after, size + 1, mask).await?
             };
             if self.scenario == Scenario::ListScan {
                 // Continue after this page, or start over at the end of the site.
@@ -303,11 +302,7 @@ impl Worker {
             return Ok(());
         }
         let app = self.app.clone();
-        let client = match conn.take() {
-            Some(client) => client,
-            None => self.pool.get().await?,
-        };
-        let tx = Tx::start(client).await?;
+        let tx = Tx::start(self.dedicated(conn).await?).await?;
         let result = match self.scenario {
             Scenario::ReconcileNew => contacts::reconcile(&tx, site, &app, self.new_contact(i))
                 .await
@@ -344,14 +339,17 @@ impl Worker {
             }
             Scenario::Watch => unreachable!("the watch scenario writes as reconcile-new"),
         };
-        *conn = tx.into_client();
+        if result.is_err() {
+            // Closed if the transaction was left open, else back to the pool.
+            *conn = None;
+        }
         result
     }
 
     /// The worker's dedicated connection, taken from the pool the first time.
-    async fn dedicated<'c>(&self, conn: &'c mut Option<Object>) -> Result<&'c Object, Error> {
+    async fn dedicated<'c>(&self, conn: &'c mut Option<Exclusive>) -> Result<&'c Exclusive, Error> {
         if conn.is_none() {
-            *conn = Some(self.pool.get().await?);
+            *conn = Some(Exclusive::new(self.pool.get().await?));
         }
         Ok(conn.as_ref().expect("set just above"))
     }
