@@ -139,10 +139,11 @@ pub struct ServeArgs {
     pub db_read_timeout_ms: u64,
 
     /// Milliseconds any other database call (a write, a listing that is not
-    /// a point read, a page of the change feed, a key lookup) waits, getting
-    /// its pooled connection included. Past that it fails with UNAVAILABLE,
-    /// and the pool's connections are replaced: a connection that answers
-    /// nothing is not waited on until TCP gives up.
+    /// a point read, a page of the change feed or a batch of its pruning, a
+    /// key lookup) waits, getting its pooled connection included. Past that
+    /// it fails with UNAVAILABLE, its statement is cancelled and its
+    /// connection closed, with the idle connections that may have gone
+    /// silent with it: nothing waits on a silent connection until TCP gives up.
     #[arg(
         long,
         env = "CONTACTS_DB_TIMEOUT_MS",

@@ -123,8 +123,8 @@ impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
         // Connection-level failures (closed socket, server shutting down or not yet
-        // accepting connections) are outages the client may retry; anything else
-        // the database rejects is a bug on our side.
+        // accepting connections) and waits cut short are outages the client may
+        // retry; anything else the database rejects is a bug on our side.
         let outage = error.is_closed()
             || error.as_db_error().is_none() && error.code().is_none()
             || error.code().is_some_and(|code| {
@@ -133,6 +133,9 @@ impl From<tokio_postgres::Error> for Error {
                     || *code == SqlState::CRASH_SHUTDOWN
                     || *code == SqlState::CANNOT_CONNECT_NOW
                     || *code == SqlState::TOO_MANY_CONNECTIONS
+                    // A lock or statement timeout an administrator set.
+                    || *code == SqlState::LOCK_NOT_AVAILABLE
+                    || *code == SqlState::QUERY_CANCELED
             });
         if outage {
             Error::Unavailable(error.to_string())

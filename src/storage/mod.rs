@@ -10,7 +10,7 @@ pub mod sql;
 mod tx;
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
@@ -56,6 +56,9 @@ impl Default for DbSettings {
 /// quarter of an hour.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the cancel request for an abandoned call may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The service's handle on PostgreSQL: a pool of connections, and a few
 /// shared ones for point reads.
 #[derive(Clone)]
@@ -91,6 +94,19 @@ impl Store {
             settings.read_connections,
             settings.read_timeout,
         )?;
+        // A transaction whose COMMIT never arrived (its connection was
+        // abandoned mid-way over a black-holed path) would otherwise hold its
+        // locks until the server's TCP keepalive gives up, hours later. Ours
+        // never idle inside a transaction on purpose.
+        let idle_limit = format!(
+            "-c idle_in_transaction_session_timeout={}",
+            settings.timeout.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(given) => format!("{given} {idle_limit}"),
+            None => idle_limit,
+        };
+        config.options(options);
         let pool = pool::build(config, settings.pool_size)
             .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
         let secret: Vec<u8> = pool
@@ -113,24 +129,48 @@ impl Store {
 
     /// Runs `work` on a pooled connection of its own, for at most the
     /// timeout, getting the connection included. Past that the call fails
-    /// as unavailable instead of waiting until TCP gives up, and the
-    /// connection is closed, not pooled: it may have stopped answering.
-    /// So are the pool's idle connections, which share its network path and
-    /// may have gone silent with it (a black-holed route, a failed-over
-    /// host); the next calls open new ones.
+    /// as unavailable instead of waiting until TCP gives up (see
+    /// [`Self::abandon`] for what becomes of the connection).
     async fn exclusive<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> Result<T>) -> Result<T> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let conn = match tokio::time::timeout_at(deadline, self.pool.get()).await {
             Ok(conn) => Exclusive::new(conn?),
             Err(_) => return Err(self.timed_out("no pooled connection was free")),
         };
+        let got = Instant::now();
         let result = tokio::time::timeout_at(deadline, work(&conn)).await;
         result.unwrap_or_else(|_| {
-            conn.unsettle();
-            drop(conn);
-            self.pool.retain(|_, _| false);
-            Err(self.timed_out("a pooled connection answered nothing"))
+            let held = got.elapsed();
+            self.abandon(conn, held);
+            Err(Error::Unavailable(format!(
+                "a pooled connection answered nothing for {held:?} (timeout {:?})",
+                self.timeout
+            )))
         })
+    }
+
+    /// Gives up on a connection whose call timed out after `held` on it. Its
+    /// state is unknown, so it is closed, not pooled, and what it asked is
+    /// cancelled: closing alone does not stop a statement waiting for a lock.
+    /// If it was silent for long (not just reached late, after a wait for a
+    /// free connection), the pool's connections idle since before it was
+    /// taken go too: they were opened over the same path and may have gone
+    /// silent with it (a black-holed route, a failed-over host), and each
+    /// would cost its next caller a timeout.
+    fn abandon(&self, conn: Exclusive, held: Duration) {
+        let cancel = conn.cancel_token();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CANCEL_TIMEOUT, cancel.cancel_query(NoTls)).await;
+        });
+        conn.unsettle();
+        drop(conn);
+        if held >= self.timeout / 2 {
+            let dropped = self.pool.retain(|_, metrics| metrics.last_used() < held);
+            tracing::warn!(
+                idle_dropped = dropped.removed.len(),
+                "a pooled connection answered nothing for {held:?}; closed it and the connections idle since"
+            );
+        }
     }
 
     fn timed_out(&self, what: &str) -> Error {

@@ -8,15 +8,20 @@
 //! drops it. The dangerous case is a connection that died quietly while it sat
 //! idle (a restart while nothing was reading, a network cut with no FIN), so
 //! only connections idle for longer than [`VERIFY_AFTER_IDLE`] are checked
-//! with a query; one that fails, or gives no answer within
-//! [`VERIFY_TIMEOUT`], is dropped and another is taken.
+//! with a query; one that fails is dropped and another is taken. One that
+//! gives no answer within [`VERIFY_TIMEOUT`] is dropped with every connection
+//! idle as long: they most likely went silent together, and checking each
+//! would cost its caller that long again. Callers bound their whole call
+//! themselves, so the pool sets no wait limit of its own.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{
-    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, tokio_postgres,
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, WeakPool,
+    tokio_postgres,
 };
 
 pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
@@ -32,26 +37,40 @@ pub fn build(config: tokio_postgres::Config, size: usize) -> Result<Pool, String
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
+    // The pool itself, for the check below; set once built.
+    let this: Arc<OnceLock<WeakPool>> = Arc::default();
+    let check_pool = this.clone();
+    let pool = Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(10)))
+        // No wait limit of its own: every caller bounds its whole call.
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
-        .pre_recycle(Hook::async_fn(|client, metrics| {
+        .pre_recycle(Hook::async_fn(move |client, metrics| {
+            let pool = check_pool.clone();
             Box::pin(async move {
-                if metrics.last_used() > VERIFY_AFTER_IDLE {
+                let idle = metrics.last_used();
+                if idle > VERIFY_AFTER_IDLE {
                     // A connection that went silent would hang the check itself.
-                    tokio::time::timeout(VERIFY_TIMEOUT, client.simple_query(""))
-                        .await
-                        .map_err(|_| HookError::message("no answer to the idle check"))?
-                        .map_err(HookError::Backend)?;
+                    let Ok(answer) =
+                        tokio::time::timeout(VERIFY_TIMEOUT, client.simple_query("")).await
+                    else {
+                        // The others idle as long most likely went silent
+                        // with it: closed now, they cost no one a check each.
+                        if let Some(pool) = pool.get().and_then(WeakPool::upgrade) {
+                            pool.retain(|_, m| m.last_used() < idle);
+                        }
+                        return Err(HookError::message("no answer to the idle check"));
+                    };
+                    answer.map_err(HookError::Backend)?;
                 }
                 Ok(())
             })
         }))
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    let _ = this.set(pool.weak());
+    Ok(pool)
 }
 
 /// A pooled connection that one call uses alone. Dropped unsettled (with a

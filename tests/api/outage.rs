@@ -276,18 +276,28 @@ async fn give_up_on_reads(client: &mut Client, id: &str) {
     }
 }
 
+/// The database timeout of the pooled-connection tests: a first write on a
+/// new connection (connect, prepare, two round trips) fits in it many times
+/// over, even on a loaded machine.
+const POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[tokio::test]
-async fn a_write_on_a_pooled_connection_that_stopped_answering_fails_fast_and_the_next_succeeds() {
+async fn a_write_on_a_pooled_connection_that_stopped_answering_fails_fast_and_the_next_succeed() {
     let proxy = Proxy::start().await;
-    let app = spawn_app_for_stalls(&proxy.address, READ_TIMEOUT).await;
+    let app = spawn_app_for_stalls(&proxy.address, POOL_TIMEOUT).await;
     let mut client = app.client("acme").await;
-    create(&mut client, with_email("dana@example.com")).await;
+    // Concurrent writes open several pooled connections.
+    let writes = ["a", "b", "c", "d"].map(|name| {
+        let mut client = client.clone();
+        async move { create(&mut client, with_email(&format!("{name}@example.com"))).await }
+    });
+    futures::future::join_all(writes).await;
     // Every connection the pool holds is idle and now silent.
     proxy.stall_open_connections();
 
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
+        POOL_TIMEOUT * 3,
         client.reconcile(reconcile(with_email("erin@example.com"))),
     )
     .await
@@ -295,15 +305,16 @@ async fn a_write_on_a_pooled_connection_that_stopped_answering_fails_fast_and_th
     let took = started.elapsed();
     assert_code(result, Code::Unavailable);
     assert!(
-        took >= READ_TIMEOUT && took < READ_TIMEOUT * 5,
-        "failed after {took:?}, timeout {READ_TIMEOUT:?}"
+        took >= POOL_TIMEOUT && took < POOL_TIMEOUT * 3,
+        "failed after {took:?}, timeout {POOL_TIMEOUT:?}"
     );
 
     // The stalled connection and the pool's other idle ones were dropped:
-    // the next writes take new connections and succeed at once.
+    // the next writes take new connections and succeed, none waits for a
+    // silent one.
     for address in ["erin@example.com", "fay@example.com", "gil@example.com"] {
         let created = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
+            POOL_TIMEOUT,
             client.reconcile(reconcile(with_email(address))),
         )
         .await
@@ -316,7 +327,7 @@ async fn a_write_on_a_pooled_connection_that_stopped_answering_fails_fast_and_th
 #[tokio::test]
 async fn watchers_keep_receiving_changes_after_the_feeds_connections_stopped_answering() {
     let proxy = Proxy::start().await;
-    let app = spawn_app_with_db_timeout(&proxy.address, READ_TIMEOUT).await;
+    let app = spawn_app_with_db_timeout(&proxy.address, POOL_TIMEOUT).await;
     let mut client = app.client("acme").await;
     create(&mut client, with_email("dana@example.com")).await;
     let mut stream = client
@@ -324,8 +335,14 @@ async fn watchers_keep_receiving_changes_after_the_feeds_connections_stopped_ans
         .await
         .expect("the watch starts")
         .into_inner();
-    // The feed reads a page every few milliseconds: its connections are open.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Heartbeats come once the watcher is live, fed by the feed's reader,
+    // which reads a page every few milliseconds: its connections are open.
+    let beat = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+        .await
+        .expect("a heartbeat arrives")
+        .expect("the stream is healthy")
+        .expect("the stream is open");
+    assert_eq!(beat.r#type(), contactsd::pb::EventType::Heartbeat);
     proxy.stall_open_connections();
 
     // A write may meet a silent connection first; the one that succeeds is
@@ -341,10 +358,10 @@ async fn watchers_keep_receiving_changes_after_the_feeds_connections_stopped_ans
         }
         panic!("three writes in a row failed")
     };
-    let written = tokio::time::timeout(std::time::Duration::from_secs(10), written)
+    let written = tokio::time::timeout(POOL_TIMEOUT * 5, written)
         .await
         .expect("writes end by the timeout, not by TCP");
-    let event = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    let event = tokio::time::timeout(POOL_TIMEOUT * 5, async {
         loop {
             let event = stream
                 .message()
@@ -359,4 +376,81 @@ async fn watchers_keep_receiving_changes_after_the_feeds_connections_stopped_ans
     .await
     .expect("the feed stops waiting on its silent connection and reads on");
     assert_eq!(event.etag, written.etag);
+}
+
+#[tokio::test]
+async fn a_write_that_times_out_behind_a_lock_is_cancelled_in_the_database_too() {
+    let app = spawn_app_with_db_timeout(&database_host(), POOL_TIMEOUT).await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+    let id: uuid::Uuid = created.contact_id.parse().unwrap();
+    // Another session holds the contact's row, as a long migration might.
+    let holder = app.db().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", &[&id])
+        .await
+        .unwrap();
+
+    let request = contactsd::pb::AddValueRequest {
+        contact_id: created.contact_id.clone(),
+        value: Some(contactsd::pb::add_value_request::Value::Tag("vip".into())),
+        ..Default::default()
+    };
+    assert_code(client.add_value(request).await, Code::Unavailable);
+
+    // Closing its connection does not stop a statement waiting for a lock;
+    // the cancel request does.
+    let db = app.db().await;
+    let mut waiting = -1;
+    for _ in 0..40 {
+        waiting = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting, 0, "the abandoned write still waits for the lock");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let contact = get(&mut client, &created.contact_id).await.unwrap();
+    assert!(
+        contact.tags.is_empty(),
+        "the timed-out write changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_write_after_the_pools_idle_connections_went_silent_waits_for_one_check_not_one_each() {
+    let proxy = Proxy::start().await;
+    // Longer than two idle checks (2 s each), shorter than four.
+    let timeout = std::time::Duration::from_secs(5);
+    let app = spawn_app_for_stalls(&proxy.address, timeout).await;
+    let mut client = app.client("acme").await;
+    let writes = ["a", "b", "c", "d"].map(|name| {
+        let mut client = client.clone();
+        async move { create(&mut client, with_email(&format!("{name}@example.com"))).await }
+    });
+    futures::future::join_all(writes).await;
+    proxy.stall_open_connections();
+    // Idle for longer than 2 s: each is checked before it is handed out.
+    tokio::time::sleep(std::time::Duration::from_millis(2_300)).await;
+
+    // The first check gets no answer; the others idle as long are dropped
+    // with it, and the write goes to a new connection.
+    let written = tokio::time::timeout(
+        timeout,
+        client.reconcile(reconcile(with_email("erin@example.com"))),
+    )
+    .await
+    .expect("ends by the server's timeout")
+    .expect("served by a new connection after one unanswered check");
+    assert!(written.into_inner().created);
 }
