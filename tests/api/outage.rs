@@ -276,6 +276,15 @@ async fn give_up_on_reads(client: &mut Client, id: &str) {
     }
 }
 
+/// Four concurrent writes, which open several pooled connections.
+async fn open_pooled_connections(client: &Client) {
+    let writes = ["a", "b", "c", "d"].map(|name| {
+        let mut client = client.clone();
+        async move { create(&mut client, with_email(&format!("{name}@example.com"))).await }
+    });
+    futures::future::join_all(writes).await;
+}
+
 /// The database timeout of the pooled-connection tests: a first write on a
 /// new connection (connect, prepare, two round trips) fits in it many times
 /// over, even on a loaded machine.
@@ -286,12 +295,7 @@ async fn a_write_on_a_pooled_connection_that_stopped_answering_fails_fast_and_th
     let proxy = Proxy::start().await;
     let app = spawn_app_for_stalls(&proxy.address, POOL_TIMEOUT).await;
     let mut client = app.client("acme").await;
-    // Concurrent writes open several pooled connections.
-    let writes = ["a", "b", "c", "d"].map(|name| {
-        let mut client = client.clone();
-        async move { create(&mut client, with_email(&format!("{name}@example.com"))).await }
-    });
-    futures::future::join_all(writes).await;
+    open_pooled_connections(&client).await;
     // Every connection the pool holds is idle and now silent.
     proxy.stall_open_connections();
 
@@ -434,11 +438,7 @@ async fn a_write_after_the_pools_idle_connections_went_silent_waits_for_one_chec
     let timeout = std::time::Duration::from_secs(5);
     let app = spawn_app_for_stalls(&proxy.address, timeout).await;
     let mut client = app.client("acme").await;
-    let writes = ["a", "b", "c", "d"].map(|name| {
-        let mut client = client.clone();
-        async move { create(&mut client, with_email(&format!("{name}@example.com"))).await }
-    });
-    futures::future::join_all(writes).await;
+    open_pooled_connections(&client).await;
     proxy.stall_open_connections();
     // Idle for longer than 2 s: each is checked before it is handed out.
     tokio::time::sleep(std::time::Duration::from_millis(2_300)).await;
