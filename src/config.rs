@@ -142,8 +142,9 @@ pub struct ServeArgs {
     /// a point read, a page of the change feed or a batch of its pruning, a
     /// key lookup) waits, getting its pooled connection included. Past that
     /// it fails with UNAVAILABLE, its statement is cancelled and its
-    /// connection closed, with the idle connections that may have gone
-    /// silent with it: nothing waits on a silent connection until TCP gives up.
+    /// connection closed, and the pool's other connections are checked
+    /// before their next use: nothing waits on a silent connection until
+    /// TCP gives up.
     #[arg(
         long,
         env = "CONTACTS_DB_TIMEOUT_MS",

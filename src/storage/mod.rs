@@ -10,7 +10,7 @@ pub mod sql;
 mod tx;
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
@@ -56,14 +56,13 @@ impl Default for DbSettings {
 /// quarter of an hour.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the cancel request for an abandoned call may take.
-const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The service's handle on PostgreSQL: a pool of connections, and a few
 /// shared ones for point reads.
 #[derive(Clone)]
 pub struct Store {
     pool: deadpool_postgres::Pool,
+    /// The pool's connections to check before they are used again.
+    suspects: std::sync::Arc<pool::Suspects>,
     readers: std::sync::Arc<readers::Readers>,
     timeout: Duration,
     /// Signs the opaque tokens the service hands out; shared by all replicas.
@@ -94,20 +93,7 @@ impl Store {
             settings.read_connections,
             settings.read_timeout,
         )?;
-        // A transaction whose COMMIT never arrived (its connection was
-        // abandoned mid-way over a black-holed path) would otherwise hold its
-        // locks until the server's TCP keepalive gives up, hours later. Ours
-        // never idle inside a transaction on purpose.
-        let idle_limit = format!(
-            "-c idle_in_transaction_session_timeout={}",
-            settings.timeout.as_millis()
-        );
-        let options = match config.get_options() {
-            Some(given) => format!("{given} {idle_limit}"),
-            None => idle_limit,
-        };
-        config.options(options);
-        let pool = pool::build(config, settings.pool_size)
+        let (pool, suspects) = pool::build(config, settings.pool_size, settings.timeout)
             .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
         let secret: Vec<u8> = pool
             .get()
@@ -117,6 +103,7 @@ impl Store {
             .get(0);
         Ok(Self {
             pool,
+            suspects,
             readers: readers.into(),
             timeout: settings.timeout,
             secret: secret.into(),
@@ -125,6 +112,12 @@ impl Store {
 
     pub fn secret(&self) -> &[u8] {
         &self.secret
+    }
+
+    /// How many connections the pool holds, idle or in use (for tests).
+    #[doc(hidden)]
+    pub fn pooled_connections(&self) -> usize {
+        self.pool.status().size
     }
 
     /// Runs `work` on a pooled connection of its own, for at most the
@@ -137,40 +130,23 @@ impl Store {
             Ok(conn) => Exclusive::new(conn?),
             Err(_) => return Err(self.timed_out("no pooled connection was free")),
         };
-        let got = Instant::now();
         let result = tokio::time::timeout_at(deadline, work(&conn)).await;
         result.unwrap_or_else(|_| {
-            let held = got.elapsed();
-            self.abandon(conn, held);
-            Err(Error::Unavailable(format!(
-                "a pooled connection answered nothing for {held:?} (timeout {:?})",
-                self.timeout
-            )))
-        })
-    }
-
-    /// Gives up on a connection whose call timed out after `held` on it. Its
-    /// state is unknown, so it is closed, not pooled, and what it asked is
-    /// cancelled: closing alone does not stop a statement waiting for a lock.
-    /// If it was silent for long (not just reached late, after a wait for a
-    /// free connection), the pool's connections idle since before it was
-    /// taken go too: they were opened over the same path and may have gone
-    /// silent with it (a black-holed route, a failed-over host), and each
-    /// would cost its next caller a timeout.
-    fn abandon(&self, conn: Exclusive, held: Duration) {
-        let cancel = conn.cancel_token();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(CANCEL_TIMEOUT, cancel.cancel_query(NoTls)).await;
-        });
-        conn.unsettle();
-        drop(conn);
-        if held >= self.timeout / 2 {
-            let dropped = self.pool.retain(|_, metrics| metrics.last_used() < held);
+            // Its state is unknown: closed, and what it was running cancelled
+            // (see `Exclusive`). The pool's other connections share its path
+            // and may have gone silent with it; each is checked before it is
+            // used again, so a silent one costs its caller a short check, not
+            // a timeout, and a healthy one a round trip, not a reconnect (a
+            // timeout may as well be a lock wait).
+            conn.unsettle();
+            drop(conn);
+            self.suspects.mark();
             tracing::warn!(
-                idle_dropped = dropped.removed.len(),
-                "a pooled connection answered nothing for {held:?}; closed it and the connections idle since"
+                "a pooled connection answered nothing within {:?}; closed it, checking the others",
+                self.timeout
             );
-        }
+            Err(self.timed_out("a pooled connection answered nothing"))
+        })
     }
 
     fn timed_out(&self, what: &str) -> Error {

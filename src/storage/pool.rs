@@ -5,31 +5,89 @@
 //! trip per RPC, as much as a whole GetContact. A connection in steady use
 //! does not need it: if the server closes it (a restart, an admin kill) the
 //! client sees the closed socket and `Fast` recycling's `is_closed()` check
-//! drops it. The dangerous case is a connection that died quietly while it sat
-//! idle (a restart while nothing was reading, a network cut with no FIN), so
-//! only connections idle for longer than [`VERIFY_AFTER_IDLE`] are checked
-//! with a query; one that fails is dropped and another is taken. One that
-//! gives no answer within [`VERIFY_TIMEOUT`] is dropped with every connection
-//! idle as long: they most likely went silent together, and checking each
-//! would cost its caller that long again. Callers bound their whole call
-//! themselves, so the pool sets no wait limit of its own.
+//! drops it. The dangerous cases are a connection that died quietly while it
+//! sat idle (a restart while nothing was reading, a network cut with no FIN),
+//! and the connections of a pool in which one call just got no answer. So
+//! only a *suspect* connection is checked with a query before it is handed
+//! out: one handed out last more than [`VERIFY_AFTER_IDLE`] ago, or before
+//! the pool was last marked (see [`Suspects::mark`]). One that fails the
+//! check is dropped and another is taken. One that gives no answer within
+//! the check's timeout is dropped with every other suspect: they most likely
+//! went silent together, and checking each would cost its caller that long
+//! again. Callers bound their whole call themselves, so the pool sets no
+//! wait limit of its own.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
-    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, WeakPool,
-    tokio_postgres,
+    Hook, HookError, Manager, ManagerConfig, Metrics, Object, Pool, RecyclingMethod, Runtime,
+    WeakPool, tokio_postgres,
 };
 
 pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
-/// How long that check may wait for its answer; a connection that gives none
-/// is dropped and another taken.
+/// How long a check waits for its answer at most: within a third of the
+/// callers' timeout, so that a caller whose check gets no answer still has
+/// time for a new connection.
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the cancel request for an abandoned statement may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn build(config: tokio_postgres::Config, size: usize) -> Result<Pool, String> {
+/// Which of a pool's connections are checked before they are handed out.
+pub struct Suspects {
+    epoch: Instant,
+    /// Connections handed out before this many milliseconds after `epoch`
+    /// are suspect (0: none for this reason).
+    handed_out_before: AtomicU64,
+}
+
+impl Suspects {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            handed_out_before: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes every connection handed out until now suspect: a call on one
+    /// of them got no answer in time, and the others share its network path
+    /// (a black-holed route, a failed-over host). Each is checked once, with
+    /// one round trip, before it is used again.
+    pub fn mark(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.handed_out_before.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn suspect(&self, metrics: &Metrics) -> bool {
+        let since = metrics.last_used();
+        let handed_out = Instant::now().checked_sub(since).map_or(0, |at| {
+            at.saturating_duration_since(self.epoch).as_millis() as u64
+        });
+        since > VERIFY_AFTER_IDLE || handed_out < self.handed_out_before.load(Ordering::Relaxed)
+    }
+}
+
+/// A pool of `size` connections to `config`'s database, whose callers wait
+/// `timeout` at most. Its sessions end a transaction left idle that long
+/// (a transaction whose COMMIT was lost on a black-holed path would
+/// otherwise hold its locks until the database's TCP keepalive gives up,
+/// hours later; ours never idle inside a transaction on purpose).
+pub fn build(
+    config: tokio_postgres::Config,
+    size: usize,
+    timeout: Duration,
+) -> Result<(Pool, Arc<Suspects>), String> {
+    // Unless the database URL's options set it already.
+    let idle_limit = (!config
+        .get_options()
+        .is_some_and(|o| o.contains("idle_in_transaction_session_timeout")))
+    .then(|| {
+        let ms = timeout.as_millis().min(i32::MAX as u128);
+        format!("SET idle_in_transaction_session_timeout = {ms}")
+    });
+    let verify_timeout = VERIFY_TIMEOUT.min(timeout / 3);
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -37,30 +95,44 @@ pub fn build(config: tokio_postgres::Config, size: usize) -> Result<Pool, String
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    let suspects = Arc::new(Suspects::new());
     // The pool itself, for the check below; set once built.
     let this: Arc<OnceLock<WeakPool>> = Arc::default();
-    let check_pool = this.clone();
+    let (check_pool, check_suspects) = (this.clone(), suspects.clone());
     let pool = Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
         // No wait limit of its own: every caller bounds its whole call.
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
-        .pre_recycle(Hook::async_fn(move |client, metrics| {
-            let pool = check_pool.clone();
+        // A session setting, once per connection: a startup option would
+        // be refused by some connection poolers (RDS Proxy, PgBouncer).
+        .post_create(Hook::async_fn(move |client, _| {
+            let idle_limit = idle_limit.clone();
             Box::pin(async move {
-                let idle = metrics.last_used();
-                if idle > VERIFY_AFTER_IDLE {
+                if let Some(sql) = idle_limit {
+                    client
+                        .simple_query(&sql)
+                        .await
+                        .map_err(HookError::Backend)?;
+                }
+                Ok(())
+            })
+        }))
+        .pre_recycle(Hook::async_fn(move |client, metrics| {
+            let (pool, suspects) = (check_pool.clone(), check_suspects.clone());
+            Box::pin(async move {
+                if suspects.suspect(metrics) {
                     // A connection that went silent would hang the check itself.
                     let Ok(answer) =
-                        tokio::time::timeout(VERIFY_TIMEOUT, client.simple_query("")).await
+                        tokio::time::timeout(verify_timeout, client.simple_query("")).await
                     else {
-                        // The others idle as long most likely went silent
-                        // with it: closed now, they cost no one a check each.
+                        // The other suspects most likely went silent with
+                        // it: closed now, they cost no one a check each.
                         if let Some(pool) = pool.get().and_then(WeakPool::upgrade) {
-                            pool.retain(|_, m| m.last_used() < idle);
+                            pool.retain(|_, m| !suspects.suspect(&m));
                         }
-                        return Err(HookError::message("no answer to the idle check"));
+                        return Err(HookError::message("no answer to the check"));
                     };
                     answer.map_err(HookError::Backend)?;
                 }
@@ -70,14 +142,17 @@ pub fn build(config: tokio_postgres::Config, size: usize) -> Result<Pool, String
         .build()
         .map_err(|e| e.to_string())?;
     let _ = this.set(pool.weak());
-    Ok(pool)
+    Ok((pool, suspects))
 }
 
 /// A pooled connection that one call uses alone. Dropped unsettled (with a
 /// transaction open or a request whose answer matters still unanswered),
-/// it is taken out of the pool and closed instead of going back: closing
-/// rolls back whatever it was in the middle of, and the next caller never
-/// inherits that state, or a connection that stopped answering.
+/// it is taken out of the pool and closed instead of going back, and what it
+/// was running is cancelled: tokio-postgres keeps a dropped connection open
+/// until its pending answers arrive, and a statement waiting for a lock
+/// would hold its own locks until then. Closing rolls the transaction back,
+/// and the next caller never inherits that state, or a connection that
+/// stopped answering.
 pub struct Exclusive {
     conn: Option<Object>,
     unsettled: AtomicBool,
@@ -119,6 +194,16 @@ impl Drop for Exclusive {
         if self.unsettled()
             && let Some(conn) = self.conn.take()
         {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let cancel = conn.cancel_token();
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(
+                        CANCEL_TIMEOUT,
+                        cancel.cancel_query(tokio_postgres::NoTls),
+                    )
+                    .await;
+                });
+            }
             drop(Object::take(conn));
         }
     }

@@ -150,7 +150,9 @@ impl Readers {
         read_timeout: Duration,
     ) -> Result<Self> {
         let count = count.max(1);
-        let pool = pool::build(config, 2 * count)
+        // Stalled shared connections are retired by `take_live`; their
+        // pool's own suspects are only those idle too long.
+        let (pool, _) = pool::build(config, 2 * count, read_timeout)
             .map_err(|e| Error::Internal(format!("building the readers' pool: {e}")))?;
         Ok(Self {
             pool,
