@@ -122,8 +122,9 @@ impl Store {
 
     /// Runs `work` on a pooled connection of its own, for at most the
     /// timeout, getting the connection included. Past that the call fails
-    /// as unavailable instead of waiting until TCP gives up (see
-    /// [`Self::abandon`] for what becomes of the connection).
+    /// as unavailable instead of waiting until TCP gives up, its connection
+    /// is closed and its statement cancelled (see [`Exclusive`]), and the
+    /// pool's other connections are checked before their next use.
     async fn exclusive<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> Result<T>) -> Result<T> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let conn = match tokio::time::timeout_at(deadline, self.pool.get()).await {

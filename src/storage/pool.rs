@@ -61,16 +61,16 @@ impl Suspects {
     }
 
     fn suspect(&self, metrics: &Metrics) -> bool {
-        let since = metrics.last_used();
-        let handed_out = Instant::now().checked_sub(since).map_or(0, |at| {
-            at.saturating_duration_since(self.epoch).as_millis() as u64
-        });
-        since > VERIFY_AFTER_IDLE || handed_out < self.handed_out_before.load(Ordering::Relaxed)
+        let handed_out = metrics.recycled.unwrap_or(metrics.created);
+        Instant::now().saturating_duration_since(handed_out) > VERIFY_AFTER_IDLE
+            || (handed_out.saturating_duration_since(self.epoch).as_millis() as u64)
+                < self.handed_out_before.load(Ordering::Relaxed)
     }
 }
 
 /// A pool of `size` connections to `config`'s database, whose callers wait
-/// `timeout` at most. Its sessions end a transaction left idle that long
+/// `timeout` at most. Its sessions end a transaction left idle that long,
+/// unless the role, the database or the URL set a limit of their own
 /// (a transaction whose COMMIT was lost on a black-holed path would
 /// otherwise hold its locks until the database's TCP keepalive gives up,
 /// hours later; ours never idle inside a transaction on purpose).
@@ -79,14 +79,12 @@ pub fn build(
     size: usize,
     timeout: Duration,
 ) -> Result<(Pool, Arc<Suspects>), String> {
-    // Unless the database URL's options set it already.
-    let idle_limit = (!config
-        .get_options()
-        .is_some_and(|o| o.contains("idle_in_transaction_session_timeout")))
-    .then(|| {
-        let ms = timeout.as_millis().min(i32::MAX as u128);
-        format!("SET idle_in_transaction_session_timeout = {ms}")
-    });
+    // Unless something else set it (the role, the database, the URL's options).
+    let idle_limit = format!(
+        "SELECT set_config('idle_in_transaction_session_timeout', '{}', false) \
+         WHERE current_setting('idle_in_transaction_session_timeout') = '0'",
+        timeout.as_millis().min(i32::MAX as u128)
+    );
     let verify_timeout = VERIFY_TIMEOUT.min(timeout / 3);
     let manager = Manager::from_config(
         config,
@@ -110,12 +108,10 @@ pub fn build(
         .post_create(Hook::async_fn(move |client, _| {
             let idle_limit = idle_limit.clone();
             Box::pin(async move {
-                if let Some(sql) = idle_limit {
-                    client
-                        .simple_query(&sql)
-                        .await
-                        .map_err(HookError::Backend)?;
-                }
+                client
+                    .simple_query(&idle_limit)
+                    .await
+                    .map_err(HookError::Backend)?;
                 Ok(())
             })
         }))
@@ -147,12 +143,14 @@ pub fn build(
 
 /// A pooled connection that one call uses alone. Dropped unsettled (with a
 /// transaction open or a request whose answer matters still unanswered),
-/// it is taken out of the pool and closed instead of going back, and what it
-/// was running is cancelled: tokio-postgres keeps a dropped connection open
-/// until its pending answers arrive, and a statement waiting for a lock
-/// would hold its own locks until then. Closing rolls the transaction back,
-/// and the next caller never inherits that state, or a connection that
-/// stopped answering.
+/// it is taken out of the pool and closed instead of going back, so the
+/// next caller never inherits its state, or a connection that stopped
+/// answering; closing rolls the transaction back. What it was running is
+/// cancelled first: PostgreSQL does not notice a closed client while a
+/// statement waits for a lock, and that statement would hold the locks it
+/// already took. The connection stays open until the cancel request is
+/// answered, since a connection pooler in between (PgBouncer, RDS Proxy)
+/// forgets the cancel key of a client that has gone.
 pub struct Exclusive {
     conn: Option<Object>,
     unsettled: AtomicBool,
@@ -194,17 +192,15 @@ impl Drop for Exclusive {
         if self.unsettled()
             && let Some(conn) = self.conn.take()
         {
+            let client = Object::take(conn);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let cancel = conn.cancel_token();
                 runtime.spawn(async move {
-                    let _ = tokio::time::timeout(
-                        CANCEL_TIMEOUT,
-                        cancel.cancel_query(tokio_postgres::NoTls),
-                    )
-                    .await;
+                    let token = client.cancel_token();
+                    let cancel = token.cancel_query(tokio_postgres::NoTls);
+                    let _ = tokio::time::timeout(CANCEL_TIMEOUT, cancel).await;
+                    drop(client);
                 });
             }
-            drop(Object::take(conn));
         }
     }
 }

@@ -319,8 +319,9 @@ async fn a_write_on_a_pooled_connection_that_stopped_answering_fails_fast_and_th
     // with it, and the next writes take new connections and succeed, none
     // waits for a silent one.
     for address in ["erin@example.com", "fay@example.com", "gil@example.com"] {
+        // The server's own timeout fails a write stuck on a silent one.
         let created = tokio::time::timeout(
-            POOL_TIMEOUT,
+            POOL_TIMEOUT * 2,
             client.reconcile(reconcile(with_email(address))),
         )
         .await
