@@ -41,6 +41,9 @@ pub struct Suspects {
     /// Connections handed out before this many milliseconds after `epoch`
     /// are suspect (0: none for this reason).
     handed_out_before: AtomicU64,
+    /// The pool itself, to close every suspect when one fails its check;
+    /// set once built.
+    pool: OnceLock<WeakPool>,
 }
 
 impl Suspects {
@@ -48,6 +51,7 @@ impl Suspects {
         Self {
             epoch: Instant::now(),
             handed_out_before: AtomicU64::new(0),
+            pool: OnceLock::new(),
         }
     }
 
@@ -94,9 +98,7 @@ pub fn build(
         },
     );
     let suspects = Arc::new(Suspects::new());
-    // The pool itself, for the check below; set once built.
-    let this: Arc<OnceLock<WeakPool>> = Arc::default();
-    let (check_pool, check_suspects) = (this.clone(), suspects.clone());
+    let check_suspects = suspects.clone();
     let pool = Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
@@ -116,28 +118,33 @@ pub fn build(
             })
         }))
         .pre_recycle(Hook::async_fn(move |client, metrics| {
-            let (pool, suspects) = (check_pool.clone(), check_suspects.clone());
+            // Decided before the future, so a connection in steady use
+            // costs no more than this test.
+            let suspects = check_suspects
+                .suspect(metrics)
+                .then(|| check_suspects.clone());
             Box::pin(async move {
-                if suspects.suspect(metrics) {
-                    // A connection that went silent would hang the check itself.
-                    let Ok(answer) =
-                        tokio::time::timeout(verify_timeout, client.simple_query("")).await
-                    else {
-                        // The other suspects most likely went silent with
-                        // it: closed now, they cost no one a check each.
-                        if let Some(pool) = pool.get().and_then(WeakPool::upgrade) {
-                            pool.retain(|_, m| !suspects.suspect(&m));
-                        }
-                        return Err(HookError::message("no answer to the check"));
-                    };
-                    answer.map_err(HookError::Backend)?;
-                }
+                let Some(suspects) = suspects else {
+                    return Ok(());
+                };
+                // A connection that went silent would hang the check itself.
+                let Ok(answer) =
+                    tokio::time::timeout(verify_timeout, client.simple_query("")).await
+                else {
+                    // The other suspects most likely went silent with it:
+                    // closed now, they cost no one a check each.
+                    if let Some(pool) = suspects.pool.get().and_then(WeakPool::upgrade) {
+                        pool.retain(|_, m| !suspects.suspect(&m));
+                    }
+                    return Err(HookError::message("no answer to the check"));
+                };
+                answer.map_err(HookError::Backend)?;
                 Ok(())
             })
         }))
         .build()
         .map_err(|e| e.to_string())?;
-    let _ = this.set(pool.weak());
+    let _ = suspects.pool.set(pool.weak());
     Ok((pool, suspects))
 }
 
