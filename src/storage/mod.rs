@@ -124,14 +124,16 @@ impl Store {
     /// timeout, getting the connection included. Past that the call fails
     /// as unavailable instead of waiting until TCP gives up, its connection
     /// is closed and its statement cancelled (see [`Exclusive`]), and the
-    /// pool's other connections are checked before their next use.
+    /// pool's other connections are checked before their next use. A call
+    /// its caller abandons (a client's deadline, a client gone) has its
+    /// statement cancelled and its connection closed the same way.
     async fn exclusive<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> Result<T>) -> Result<T> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let conn = match tokio::time::timeout_at(deadline, self.pool.get()).await {
             Ok(conn) => Exclusive::new(conn?),
             Err(_) => return Err(self.timed_out("no pooled connection was free")),
         };
-        let result = tokio::time::timeout_at(deadline, work(&conn)).await;
+        let result = tokio::time::timeout_at(deadline, conn.call(work)).await;
         result.unwrap_or_else(|_| {
             // Its state is unknown: closed, and what it was running cancelled
             // (see `Exclusive`). The pool's other connections share its path

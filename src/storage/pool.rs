@@ -149,18 +149,21 @@ pub fn build(
 }
 
 /// A pooled connection that one call uses alone. Dropped unsettled (with a
-/// transaction open or a request whose answer matters still unanswered),
-/// it is taken out of the pool and closed instead of going back, so the
-/// next caller never inherits its state, or a connection that stopped
+/// transaction open or a request whose answer matters still unanswered), or
+/// in the middle of a call (see [`Exclusive::call`]), it is taken out of the
+/// pool and closed instead of going back, so the next caller never inherits
+/// its state, a statement still running, or a connection that stopped
 /// answering; closing rolls the transaction back. What it was running is
 /// cancelled first: PostgreSQL does not notice a closed client while a
-/// statement waits for a lock, and that statement would hold the locks it
-/// already took. The connection stays open until the cancel request is
-/// answered, since a connection pooler in between (PgBouncer, RDS Proxy)
-/// forgets the cancel key of a client that has gone.
+/// statement runs or waits for a lock, and that statement would go on
+/// holding the locks it already took and the work it was doing. The
+/// connection stays open until the cancel request is answered, since a
+/// connection pooler in between (PgBouncer, RDS Proxy) forgets the cancel
+/// key of a client that has gone.
 pub struct Exclusive {
     conn: Option<Object>,
     unsettled: AtomicBool,
+    in_call: AtomicBool,
 }
 
 impl Exclusive {
@@ -168,7 +171,21 @@ impl Exclusive {
         Self {
             conn: Some(conn),
             unsettled: AtomicBool::new(false),
+            in_call: AtomicBool::new(false),
         }
+    }
+
+    /// Runs `work` on this connection. If the call is abandoned before
+    /// `work` completes (its client went away, its deadline passed), the
+    /// connection is closed with its statement cancelled, as when unsettled.
+    /// Keeping it instead would take a round trip to wait out the cancelled
+    /// statement, and the cancel request, which PostgreSQL serves
+    /// asynchronously, could then land on the next caller's statement.
+    pub(super) async fn call<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> T) -> T {
+        self.in_call.store(true, Ordering::Release);
+        let result = work(self).await;
+        self.in_call.store(false, Ordering::Release);
+        result
     }
 
     pub(super) fn unsettle(&self) {
@@ -196,7 +213,7 @@ impl Deref for Exclusive {
 
 impl Drop for Exclusive {
     fn drop(&mut self) {
-        if self.unsettled()
+        if (self.unsettled() || self.in_call.load(Ordering::Acquire))
             && let Some(conn) = self.conn.take()
         {
             let client = Object::take(conn);

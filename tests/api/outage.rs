@@ -408,6 +408,61 @@ async fn a_write_that_times_out_behind_a_lock_is_cancelled_in_the_database_too()
 
     // Closing its connection does not stop a statement waiting for a lock;
     // the cancel request does.
+    assert_eq!(
+        lock_waiters_once_settled(&app).await,
+        0,
+        "the abandoned write still waits for the lock"
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let contact = get(&mut client, &created.contact_id).await.unwrap();
+    assert!(
+        contact.tags.is_empty(),
+        "the timed-out write changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_listing_whose_client_stopped_waiting_is_cancelled_in_the_database_too() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+    // Another session holds the whole table, as a migration might: a
+    // listing (not a point read, so on a pooled connection) waits for it.
+    let holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    // The server gives up at the client's deadline and drops the call.
+    let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
+    request.set_timeout(std::time::Duration::from_millis(300));
+    let code = client.list_contacts(request).await.unwrap_err().code();
+    assert!(
+        matches!(code, Code::Cancelled | Code::DeadlineExceeded),
+        "ended by the deadline, not {code:?}"
+    );
+    // Left running, the abandoned statement would hold its connection, and
+    // the next caller handed that connection would queue behind it.
+    assert_eq!(
+        lock_waiters_once_settled(&app).await,
+        0,
+        "the abandoned listing still waits for the lock"
+    );
+
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let listed = client
+        .list_contacts(contactsd::pb::ListContactsRequest::default())
+        .await
+        .expect("the next listing is served")
+        .into_inner();
+    assert_eq!(listed.contacts.len(), 1);
+    assert_eq!(listed.contacts[0].id, created.contact_id);
+}
+
+/// How many of the database's sessions wait for a lock, once the count
+/// reaches 0 or after 2 s.
+async fn lock_waiters_once_settled(app: &TestApp) -> i64 {
     let db = app.db().await;
     let mut waiting = -1;
     for _ in 0..40 {
@@ -425,13 +480,7 @@ async fn a_write_that_times_out_behind_a_lock_is_cancelled_in_the_database_too()
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(waiting, 0, "the abandoned write still waits for the lock");
-    holder.batch_execute("ROLLBACK").await.unwrap();
-    let contact = get(&mut client, &created.contact_id).await.unwrap();
-    assert!(
-        contact.tags.is_empty(),
-        "the timed-out write changed nothing"
-    );
+    waiting
 }
 
 #[tokio::test]
