@@ -157,9 +157,9 @@ pub fn build(
 /// cancelled first: PostgreSQL does not notice a closed client while a
 /// statement runs or waits for a lock, and that statement would go on
 /// holding the locks it already took and the work it was doing. The
-/// connection stays open until the cancel request is answered, since a
-/// connection pooler in between (PgBouncer, RDS Proxy) forgets the cancel
-/// key of a client that has gone.
+/// connection stays open until the cancel request has been sent (it gets no
+/// answer), since a connection pooler in between (PgBouncer, RDS Proxy)
+/// forgets the cancel key of a client that has gone.
 pub struct Exclusive {
     conn: Option<Object>,
     unsettled: AtomicBool,
@@ -175,12 +175,14 @@ impl Exclusive {
         }
     }
 
-    /// Runs `work` on this connection. If the call is abandoned before
-    /// `work` completes (its client went away, its deadline passed), the
-    /// connection is closed with its statement cancelled, as when unsettled.
-    /// Keeping it instead would take a round trip to wait out the cancelled
-    /// statement, and the cancel request, which PostgreSQL serves
-    /// asynchronously, could then land on the next caller's statement.
+    /// Runs `work` on this connection (calls do not nest). If the call is
+    /// abandoned before `work` completes (its client went away, its
+    /// deadline passed), the connection is closed with its statement
+    /// cancelled, as when unsettled. Keeping it would be unsafe: a cancel
+    /// request gets no answer, and tokio-postgres (unlike libpq) does not
+    /// wait for the server to close the cancel connection, so nothing tells
+    /// when the cancel takes effect; it could land on the next caller's
+    /// statement.
     pub(super) async fn call<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> T) -> T {
         self.in_call.store(true, Ordering::Release);
         let result = work(self).await;
@@ -213,9 +215,15 @@ impl Deref for Exclusive {
 
 impl Drop for Exclusive {
     fn drop(&mut self) {
-        if (self.unsettled() || self.in_call.load(Ordering::Acquire))
+        let abandoned = self.in_call.load(Ordering::Acquire);
+        if (self.unsettled() || abandoned)
             && let Some(conn) = self.conn.take()
         {
+            if abandoned {
+                tracing::debug!(
+                    "a call was abandoned mid-way; cancelling and closing its connection"
+                );
+            }
             let client = Object::take(conn);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {

@@ -409,7 +409,7 @@ async fn a_write_that_times_out_behind_a_lock_is_cancelled_in_the_database_too()
     // Closing its connection does not stop a statement waiting for a lock;
     // the cancel request does.
     assert_eq!(
-        lock_waiters_once_settled(&app).await,
+        lock_waiters_reaching(&app, 0).await,
         0,
         "the abandoned write still waits for the lock"
     );
@@ -436,16 +436,23 @@ async fn a_listing_whose_client_stopped_waiting_is_cancelled_in_the_database_too
 
     // The server gives up at the client's deadline and drops the call.
     let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
-    request.set_timeout(std::time::Duration::from_millis(300));
-    let code = client.list_contacts(request).await.unwrap_err().code();
+    request.set_timeout(std::time::Duration::from_secs(2));
+    let mut lister = client.clone();
+    let listing = tokio::spawn(async move { lister.list_contacts(request).await });
+    assert_eq!(
+        lock_waiters_reaching(&app, 1).await,
+        1,
+        "the listing reached the lock before its deadline"
+    );
+    let code = listing.await.unwrap().unwrap_err().code();
     assert!(
         matches!(code, Code::Cancelled | Code::DeadlineExceeded),
         "ended by the deadline, not {code:?}"
     );
-    // Left running, the abandoned statement would hold its connection, and
-    // the next caller handed that connection would queue behind it.
+    // Left running, the abandoned statement would go on holding its
+    // connection and waiting in the database.
     assert_eq!(
-        lock_waiters_once_settled(&app).await,
+        lock_waiters_reaching(&app, 0).await,
         0,
         "the abandoned listing still waits for the lock"
     );
@@ -454,28 +461,28 @@ async fn a_listing_whose_client_stopped_waiting_is_cancelled_in_the_database_too
     let listed = client
         .list_contacts(contactsd::pb::ListContactsRequest::default())
         .await
-        .expect("the next listing is served")
+        .expect("the pool serves the next listing")
         .into_inner();
     assert_eq!(listed.contacts.len(), 1);
     assert_eq!(listed.contacts[0].id, created.contact_id);
 }
 
-/// How many of the database's sessions wait for a lock, once the count
-/// reaches 0 or after 2 s.
-async fn lock_waiters_once_settled(app: &TestApp) -> i64 {
+/// How many of the server's sessions wait for a lock, once that is
+/// `count` or after 2 s.
+async fn lock_waiters_reaching(app: &TestApp, count: i64) -> i64 {
     let db = app.db().await;
     let mut waiting = -1;
     for _ in 0..40 {
         waiting = db
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'contactsd' AND wait_event_type = 'Lock'",
                 &[],
             )
             .await
             .unwrap()
             .get::<_, i64>(0);
-        if waiting == 0 {
+        if waiting == count {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
