@@ -20,17 +20,21 @@
 //! replaced and closed instead of going back to the pool. That holds even
 //! when every read on it was cancelled by its client's own deadline first,
 //! and a connection retired for idleness with a question unanswered is
-//! closed too: the pool's idle check would only have to wait for it.
+//! closed too: the pool's idle check would only have to wait for it. What
+//! it was still running is cancelled once its last reader lets go of it: a
+//! read waiting behind a long DDL lock does not notice its connection close,
+//! and every retired connection would otherwise leave one more session
+//! waiting, until the database ran out of connections.
 
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool, tokio_postgres};
 
-use super::pool::{self, VERIFY_AFTER_IDLE};
+use super::pool::{self, Exclusive, VERIFY_AFTER_IDLE};
 use crate::error::{Error, Result};
 
 /// How long a point read waits for its shared connection by default.
@@ -42,7 +46,9 @@ pub type Reader = Arc<Shared>;
 /// A pooled connection shared by point reads, with what is needed to tell
 /// whether it still answers.
 pub struct Shared {
-    conn: Option<Object>,
+    /// Unsettled when retired with a question unanswered: then closed, not
+    /// pooled, with what it was running cancelled (see [`Exclusive`]).
+    conn: Exclusive,
     opened: Instant,
     /// When the oldest read asked since the connection's last answer was
     /// asked, as milliseconds after `opened` plus one; 0 when nothing asked
@@ -51,18 +57,15 @@ pub struct Shared {
     unanswered_since: AtomicU64,
     /// When the latest read was asked, in the same unit.
     last_asked: AtomicU64,
-    /// Set when retired with a question unanswered: the connection is closed, not pooled.
-    stalled: AtomicBool,
 }
 
 impl Shared {
     fn new(conn: Object) -> Self {
         Self {
-            conn: Some(conn),
+            conn: Exclusive::new(conn),
             opened: Instant::now(),
             unanswered_since: AtomicU64::new(0),
             last_asked: AtomicU64::new(0),
-            stalled: AtomicBool::new(false),
         }
     }
 
@@ -108,20 +111,7 @@ impl Deref for Shared {
     type Target = Object;
 
     fn deref(&self) -> &Object {
-        self.conn
-            .as_ref()
-            .expect("a Shared holds its connection until dropped")
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if self.stalled.load(Ordering::Relaxed)
-            && let Some(conn) = self.conn.take()
-        {
-            // Out of the pool for good: nothing else may queue behind it.
-            drop(Object::take(conn));
-        }
+        &self.conn
     }
 }
 
@@ -255,12 +245,13 @@ impl Readers {
             }
             None => {
                 // Retired with a question unanswered (stalled, or idle after
-                // its readers gave up): closed, not pooled, since the pool's
-                // idle check would only have to wait for it.
+                // its readers gave up): cancelled and closed once its last
+                // reader lets go, not pooled, since the pool's idle check
+                // would only have to wait for it.
                 if let Some(s) = slot.take()
                     && s.reader.waiting()
                 {
-                    s.reader.stalled.store(true, Ordering::Relaxed);
+                    s.reader.conn.unsettle();
                 }
                 None
             }

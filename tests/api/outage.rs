@@ -426,13 +426,8 @@ async fn a_listing_whose_client_stopped_waiting_is_cancelled_in_the_database_too
     let app = spawn_app().await;
     let mut client = app.client("acme").await;
     let created = create(&mut client, with_email("dana@example.com")).await;
-    // Another session holds the whole table, as a migration might: a
-    // listing (not a point read, so on a pooled connection) waits for it.
-    let holder = app.db().await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    // A listing that is not a point read runs on a pooled connection.
+    let holder = lock_contacts(&app).await;
 
     // The server gives up at the client's deadline and drops the call.
     let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
@@ -465,6 +460,47 @@ async fn a_listing_whose_client_stopped_waiting_is_cancelled_in_the_database_too
         .into_inner();
     assert_eq!(listed.contacts.len(), 1);
     assert_eq!(listed.contacts[0].id, created.contact_id);
+}
+
+#[tokio::test]
+async fn point_reads_that_timed_out_behind_a_lock_leave_no_session_waiting_once_retired() {
+    let app = spawn_app_for_stalls(&database_host(), READ_TIMEOUT).await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+    let holder = lock_contacts(&app).await;
+
+    // Three reads over the two shared connections: each waits for the lock
+    // until the read timeout, and the third retires the connection the
+    // first one was stuck on (its slot's turn came round again).
+    for _ in 0..3 {
+        let status = get(&mut client, &created.contact_id).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    // Closing a connection does not stop a statement waiting for a lock;
+    // without the cancel, every retired connection would leave one more
+    // session waiting, until the database ran out of connections.
+    assert_eq!(
+        lock_waiters_reaching(&app, 2).await,
+        2,
+        "only the two connections still in use wait"
+    );
+
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let read = get(&mut client, &created.contact_id)
+        .await
+        .expect("reads recover once the lock is gone");
+    assert_eq!(read.etag, created.etag);
+}
+
+/// A session holding the whole `contacts` table, as a migration might:
+/// every statement that reads it waits until the session rolls back.
+async fn lock_contacts(app: &TestApp) -> tokio_postgres::Client {
+    let holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    holder
 }
 
 /// How many of the server's sessions wait for a lock, once that is
