@@ -20,7 +20,7 @@ impl Limits {
 }
 
 /// Why a value was refused, worded to follow the field's name
-/// ("contact.emails[0].email: is not a valid email address").
+/// ("contact.emails\[0\].email: is not a valid email address").
 pub type Invalid = String;
 
 /// Trims `value` and checks it fits in `max` characters and can be stored
