@@ -72,7 +72,7 @@ pub struct Store {
 impl Store {
     /// Connects to `url`, creating the database if it does not exist and
     /// bringing its schema up to date. The pool's connections serve writes
-    /// and scans, each call its own (see [`Store::exclusive`]); the read
+    /// and scans, each call its own (see `Store::exclusive`); the read
     /// connections are shared by point reads (see [`readers`]).
     pub async fn connect(url: &str, settings: &DbSettings) -> Result<Self> {
         let mut config = tokio_postgres::Config::from_str(url)

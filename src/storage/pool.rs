@@ -34,6 +34,10 @@ pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the cancel request for an abandoned statement may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a session running a statement checks that its client is still
+/// there (see [`build`]); it costs the database at most one timer a second
+/// per busy session.
+pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Which of a pool's connections are checked before they are handed out.
 pub struct Suspects {
@@ -73,21 +77,36 @@ impl Suspects {
 }
 
 /// A pool of `size` connections to `config`'s database, whose callers wait
-/// `timeout` at most. Its sessions end a transaction left idle that long,
-/// unless the role, the database or the URL set a limit of their own
-/// (a transaction whose COMMIT was lost on a black-holed path would
-/// otherwise hold its locks until the database's TCP keepalive gives up,
-/// hours later; ours never idle inside a transaction on purpose).
+/// `timeout` at most. Unless the role, the database or the URL set limits
+/// of their own, its sessions
+/// - end a transaction left idle that long: a transaction whose COMMIT was
+///   lost on a black-holed path would otherwise hold its locks until the
+///   database's TCP keepalive gives up, hours later (ours never idle inside
+///   a transaction on purpose);
+/// - end within [`CLIENT_CHECK_INTERVAL`] once their client is gone, even
+///   while a statement runs or waits for a lock: PostgreSQL notices a
+///   closed connection only when it next reads or writes, so a statement
+///   waiting behind a long lock (and the statements pipelined behind it)
+///   would otherwise outlive a network cut or a killed server, one more
+///   session each time, until the database ran out of connections. Where
+///   the setting does not exist (before PostgreSQL 14, or on a platform
+///   without it) the sessions go without.
 pub fn build(
     config: tokio_postgres::Config,
     size: usize,
     timeout: Duration,
 ) -> Result<(Pool, Arc<Suspects>), String> {
-    // Unless something else set it (the role, the database, the URL's options).
-    let idle_limit = format!(
-        "SELECT set_config('idle_in_transaction_session_timeout', '{}', false) \
-         WHERE current_setting('idle_in_transaction_session_timeout') = '0'",
-        timeout.as_millis().min(i32::MAX as u128)
+    let session_limits = format!(
+        "SELECT set_config('idle_in_transaction_session_timeout', '{idle}', false) \
+         WHERE current_setting('idle_in_transaction_session_timeout') = '0'; \
+         DO $$ BEGIN \
+           IF current_setting('client_connection_check_interval') = '0' THEN \
+             PERFORM set_config('client_connection_check_interval', '{check}', false); \
+           END IF; \
+         EXCEPTION WHEN undefined_object OR invalid_parameter_value THEN NULL; \
+         END $$",
+        idle = timeout.as_millis().min(i32::MAX as u128),
+        check = CLIENT_CHECK_INTERVAL.as_millis(),
     );
     let verify_timeout = VERIFY_TIMEOUT.min(timeout / 3);
     let manager = Manager::from_config(
@@ -105,13 +124,13 @@ pub fn build(
         // No wait limit of its own: every caller bounds its whole call.
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
-        // A session setting, once per connection: a startup option would
+        // Session settings, once per connection: startup options would
         // be refused by some connection poolers (RDS Proxy, PgBouncer).
         .post_create(Hook::async_fn(move |client, _| {
-            let idle_limit = idle_limit.clone();
+            let session_limits = session_limits.clone();
             Box::pin(async move {
                 client
-                    .simple_query(&idle_limit)
+                    .simple_query(&session_limits)
                     .await
                     .map_err(HookError::Backend)?;
                 Ok(())
@@ -150,7 +169,7 @@ pub fn build(
 
 /// A pooled connection that one call uses alone. Dropped unsettled (with a
 /// transaction open or a request whose answer matters still unanswered), or
-/// in the middle of a call (see [`Exclusive::call`]), it is taken out of the
+/// in the middle of a call (see `Exclusive::call`), it is taken out of the
 /// pool and closed instead of going back, so the next caller never inherits
 /// its state, a statement still running, or a connection that stopped
 /// answering; closing rolls the transaction back. What it was running is

@@ -20,11 +20,13 @@
 //! replaced and closed instead of going back to the pool. That holds even
 //! when every read on it was cancelled by its client's own deadline first,
 //! and a connection retired for idleness with a question unanswered is
-//! closed too: the pool's idle check would only have to wait for it. What
-//! it was still running is cancelled once its last reader lets go of it: a
-//! read waiting behind a long DDL lock does not notice its connection close,
-//! and every retired connection would otherwise leave one more session
-//! waiting, until the database ran out of connections.
+//! closed too: the pool's idle check would only have to wait for it. The
+//! statement it was still running is cancelled once its last reader lets
+//! go of it, and its session ends (see `pool::build` for the statements
+//! pipelined behind it): a read waiting behind a long DDL lock does not
+//! notice its connection close, and every retired connection would
+//! otherwise leave one more session waiting, until the database ran out of
+//! connections.
 
 use std::future::Future;
 use std::ops::Deref;
@@ -179,7 +181,7 @@ impl Readers {
     /// repeat, and the caller need not see the restart. All of it, getting
     /// the connections included, takes at most the read timeout; past that
     /// the read fails as unavailable, and a connection that has answered
-    /// nothing since it was asked counts as stalled (see [`Self::take_live`]).
+    /// nothing since it was asked counts as stalled (see `Self::take_live`).
     pub async fn run<T, F>(&self, read: impl Fn(Reader) -> F) -> Result<T>
     where
         F: Future<Output = Result<T>>,

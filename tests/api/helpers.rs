@@ -52,11 +52,13 @@ pub async fn spawn_app_via(host: &str) -> TestApp {
 }
 
 /// Spawns the app via `host` with database calls that wait `timeout` at
-/// most, and a change feed that polls once an hour, so that only the test's
-/// own calls use the database.
+/// most, two shared read connections (the stall tests count on them), and
+/// a change feed that polls once an hour, so that only the test's own calls
+/// use the database.
 pub async fn spawn_app_for_stalls(host: &str, timeout: std::time::Duration) -> TestApp {
     spawn(host, fresh_database(), true, |s| {
         (s.db.read_timeout, s.db.timeout) = (timeout, timeout);
+        s.db.read_connections = 2;
         s.feed.poll = std::time::Duration::from_secs(3600);
     })
     .await

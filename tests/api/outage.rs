@@ -469,16 +469,28 @@ async fn point_reads_that_timed_out_behind_a_lock_leave_no_session_waiting_once_
     let created = create(&mut client, with_email("dana@example.com")).await;
     let holder = lock_contacts(&app).await;
 
-    // Three reads over the two shared connections: each waits for the lock
-    // until the read timeout, and the third retires the connection the
-    // first one was stuck on (its slot's turn came round again).
-    for _ in 0..3 {
+    // Four reads at once, two pipelined on each shared connection: the
+    // first of each waits for the lock, the second is queued behind it.
+    let reads: Vec<_> = (0..4)
+        .map(|_| {
+            let (mut client, id) = (client.clone(), created.contact_id.clone());
+            tokio::spawn(async move { get(&mut client, &id).await })
+        })
+        .collect();
+    for read in reads {
+        let status = read.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    // Two more, one per slot: each retires the stalled connection there
+    // (and waits on a new one until the read timeout).
+    for _ in 0..2 {
         let status = get(&mut client, &created.contact_id).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     }
-    // Closing a connection does not stop a statement waiting for a lock;
-    // without the cancel, every retired connection would leave one more
-    // session waiting, until the database ran out of connections.
+    // Closing a connection does not stop a statement waiting for a lock,
+    // and a cancel stops only the statement running, not those queued
+    // behind it. Left waiting, every retired connection would keep one
+    // more session, until the database ran out of connections.
     assert_eq!(
         lock_waiters_reaching(&app, 2).await,
         2,
@@ -490,6 +502,38 @@ async fn point_reads_that_timed_out_behind_a_lock_leave_no_session_waiting_once_
         .await
         .expect("reads recover once the lock is gone");
     assert_eq!(read.etag, created.etag);
+}
+
+#[tokio::test]
+async fn a_statement_a_network_cut_left_waiting_for_a_lock_ends_within_seconds() {
+    let proxy = Proxy::start().await;
+    let app = spawn_app_via(&proxy.address).await;
+    let mut client = app.client("acme").await;
+    create(&mut client, with_email("dana@example.com")).await;
+    let holder = lock_contacts(&app).await;
+    let mut lister = client.clone();
+    let listing = tokio::spawn(async move {
+        lister
+            .list_contacts(contactsd::pb::ListContactsRequest::default())
+            .await
+    });
+    assert_eq!(
+        lock_waiters_reaching(&app, 1).await,
+        1,
+        "the listing reached the lock"
+    );
+
+    // The server's side of the connection is gone, and no cancel request
+    // follows; the database sees the connection close only when it next
+    // reads or writes on it.
+    proxy.set_up(false);
+    assert_code(listing.await.unwrap(), Code::Unavailable);
+    assert_eq!(
+        lock_waiters_reaching(&app, 0).await,
+        0,
+        "the cut-off session still waits for the lock"
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
 }
 
 /// A session holding the whole `contacts` table, as a migration might:
