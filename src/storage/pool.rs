@@ -77,36 +77,38 @@ impl Suspects {
 }
 
 /// A pool of `size` connections to `config`'s database, whose callers wait
-/// `timeout` at most. Unless the role, the database or the URL set limits
-/// of their own, its sessions
+/// `timeout` at most. Unless the role, the database or the URL set them to
+/// something other than 0, its sessions
 /// - end a transaction left idle that long: a transaction whose COMMIT was
 ///   lost on a black-holed path would otherwise hold its locks until the
 ///   database's TCP keepalive gives up, hours later (ours never idle inside
 ///   a transaction on purpose);
-/// - end within [`CLIENT_CHECK_INTERVAL`] once their client is gone, even
-///   while a statement runs or waits for a lock: PostgreSQL notices a
-///   closed connection only when it next reads or writes, so a statement
-///   waiting behind a long lock (and the statements pipelined behind it)
-///   would otherwise outlive a network cut or a killed server, one more
-///   session each time, until the database ran out of connections. Where
-///   the setting does not exist (before PostgreSQL 14, or on a platform
-///   without it) the sessions go without.
+/// - end within [`CLIENT_CHECK_INTERVAL`] once the database host has seen
+///   their connection close (a FIN or a reset: our end closed it, our
+///   process died, a proxy dropped it), even while a statement runs or
+///   waits for a lock. PostgreSQL otherwise notices a closed connection
+///   only when it next reads or writes on it, so a statement waiting behind
+///   a long lock, and the statements pipelined behind it, would outlive the
+///   connection, one more session each time, until the database ran out of
+///   connections. Best effort: where the setting does not exist (before
+///   PostgreSQL 14) or is refused (a platform or a managed service without
+///   it), the sessions go without. A path that went silent is still only
+///   noticed when the database's TCP keepalive gives up.
 pub fn build(
     config: tokio_postgres::Config,
     size: usize,
     timeout: Duration,
 ) -> Result<(Pool, Arc<Suspects>), String> {
-    let session_limits = format!(
-        "SELECT set_config('idle_in_transaction_session_timeout', '{idle}', false) \
-         WHERE current_setting('idle_in_transaction_session_timeout') = '0'; \
-         DO $$ BEGIN \
-           IF current_setting('client_connection_check_interval') = '0' THEN \
-             PERFORM set_config('client_connection_check_interval', '{check}', false); \
-           END IF; \
-         EXCEPTION WHEN undefined_object OR invalid_parameter_value THEN NULL; \
-         END $$",
-        idle = timeout.as_millis().min(i32::MAX as u128),
-        check = CLIENT_CHECK_INTERVAL.as_millis(),
+    let idle_limit = format!(
+        "SELECT set_config('idle_in_transaction_session_timeout', '{}', false) \
+         WHERE current_setting('idle_in_transaction_session_timeout') = '0'",
+        timeout.as_millis().min(i32::MAX as u128)
+    );
+    // `missing_ok`: NULL, so no change, where the setting does not exist.
+    let client_check = format!(
+        "SELECT set_config('client_connection_check_interval', '{}', false) \
+         WHERE current_setting('client_connection_check_interval', true) = '0'",
+        CLIENT_CHECK_INTERVAL.as_millis()
     );
     let verify_timeout = VERIFY_TIMEOUT.min(timeout / 3);
     let manager = Manager::from_config(
@@ -127,12 +129,16 @@ pub fn build(
         // Session settings, once per connection: startup options would
         // be refused by some connection poolers (RDS Proxy, PgBouncer).
         .post_create(Hook::async_fn(move |client, _| {
-            let session_limits = session_limits.clone();
+            let (idle_limit, client_check) = (idle_limit.clone(), client_check.clone());
             Box::pin(async move {
                 client
-                    .simple_query(&session_limits)
+                    .simple_query(&idle_limit)
                     .await
                     .map_err(HookError::Backend)?;
+                // Its own statement, so that a refusal changes nothing else.
+                if let Err(error) = client.simple_query(&client_check).await {
+                    tracing::debug!(%error, "sessions go without client_connection_check_interval");
+                }
                 Ok(())
             })
         }))

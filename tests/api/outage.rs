@@ -489,8 +489,10 @@ async fn point_reads_that_timed_out_behind_a_lock_leave_no_session_waiting_once_
     }
     // Closing a connection does not stop a statement waiting for a lock,
     // and a cancel stops only the statement running, not those queued
-    // behind it. Left waiting, every retired connection would keep one
-    // more session, until the database ran out of connections.
+    // behind it (here the session ends as the cancelled statement's error
+    // meets the closed connection, or by the client check). Left waiting,
+    // every retired connection would keep one more session, until the
+    // database ran out of connections.
     assert_eq!(
         lock_waiters_reaching(&app, 2).await,
         2,
@@ -505,7 +507,7 @@ async fn point_reads_that_timed_out_behind_a_lock_leave_no_session_waiting_once_
 }
 
 #[tokio::test]
-async fn a_statement_a_network_cut_left_waiting_for_a_lock_ends_within_seconds() {
+async fn a_session_whose_connection_closed_while_it_waited_for_a_lock_ends_within_seconds() {
     let proxy = Proxy::start().await;
     let app = spawn_app_via(&proxy.address).await;
     let mut client = app.client("acme").await;
@@ -523,9 +525,10 @@ async fn a_statement_a_network_cut_left_waiting_for_a_lock_ends_within_seconds()
         "the listing reached the lock"
     );
 
-    // The server's side of the connection is gone, and no cancel request
-    // follows; the database sees the connection close only when it next
-    // reads or writes on it.
+    // The proxy closes the connection on both sides, and no cancel request
+    // reaches the database (the proxy refuses new connections); without its
+    // check, the database would see the connection close only when it next
+    // read or wrote on it.
     proxy.set_up(false);
     assert_code(listing.await.unwrap(), Code::Unavailable);
     assert_eq!(
@@ -548,11 +551,11 @@ async fn lock_contacts(app: &TestApp) -> tokio_postgres::Client {
 }
 
 /// How many of the server's sessions wait for a lock, once that is
-/// `count` or after 2 s.
+/// `count` or after 5 s.
 async fn lock_waiters_reaching(app: &TestApp, count: i64) -> i64 {
     let db = app.db().await;
     let mut waiting = -1;
-    for _ in 0..40 {
+    for _ in 0..100 {
         waiting = db
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
