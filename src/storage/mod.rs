@@ -136,11 +136,12 @@ impl Store {
         let result = tokio::time::timeout_at(deadline, conn.call(work)).await;
         result.unwrap_or_else(|_| {
             // Its state is unknown. Still marked in a call, it is closed and
-            // what it was running cancelled (see `Exclusive`). The pool's other connections share its path
-            // and may have gone silent with it; each is checked before it is
-            // used again, so a silent one costs its caller a short check, not
-            // a timeout, and a healthy one a round trip, not a reconnect (a
-            // timeout may as well be a lock wait).
+            // what it was running cancelled (see `Exclusive`). The pool's
+            // other connections share its path and may have gone silent with
+            // it; each is checked before it is used again, so a silent one
+            // costs its caller a short check, not a timeout, and a healthy
+            // one a round trip, not a reconnect (a timeout may as well be a
+            // lock wait).
             drop(conn);
             self.suspects.mark();
             tracing::warn!(
