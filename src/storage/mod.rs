@@ -131,7 +131,7 @@ impl Store {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let conn = match tokio::time::timeout_at(deadline, self.pool.get()).await {
             Ok(conn) => Exclusive::new(conn?),
-            Err(_) => return Err(self.timed_out("no pooled connection was free")),
+            Err(_) => return Err(timed_out("no pooled connection was free", self.timeout)),
         };
         let result = tokio::time::timeout_at(deadline, conn.call(work)).await;
         result.unwrap_or_else(|_| {
@@ -148,13 +148,17 @@ impl Store {
                 "a pooled connection answered nothing within {:?}; closed it, checking the others",
                 self.timeout
             );
-            Err(self.timed_out("a pooled connection answered nothing"))
+            Err(timed_out(
+                "a pooled connection answered nothing",
+                self.timeout,
+            ))
         })
     }
+}
 
-    fn timed_out(&self, what: &str) -> Error {
-        Error::Unavailable(format!("{what} within {:?}", self.timeout))
-    }
+/// A call that got no answer within `timeout`: retryable, its detail logged only.
+fn timed_out(what: &str, timeout: Duration) -> Error {
+    Error::Unavailable(format!("{what} within {timeout:?}"))
 }
 
 /// Opens one connection outside the pool (for migrations and administration).

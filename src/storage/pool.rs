@@ -131,12 +131,14 @@ pub fn build(
         .post_create(Hook::async_fn(move |client, _| {
             let (idle_limit, client_check) = (idle_limit.clone(), client_check.clone());
             Box::pin(async move {
-                client
-                    .simple_query(&idle_limit)
-                    .await
-                    .map_err(HookError::Backend)?;
-                // Its own statement, so that a refusal changes nothing else.
-                if let Err(error) = client.simple_query(&client_check).await {
+                // Pipelined, one round trip; separate statements, so that a
+                // refused client check changes nothing else.
+                let (idle, check) = tokio::join!(
+                    client.simple_query(&idle_limit),
+                    client.simple_query(&client_check)
+                );
+                idle.map_err(HookError::Backend)?;
+                if let Err(error) = check {
                     tracing::debug!(%error, "sessions go without client_connection_check_interval");
                 }
                 Ok(())

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Object, Pool, tokio_postgres};
 
 use super::pool::{self, Exclusive, VERIFY_AFTER_IDLE};
+use super::timed_out;
 use crate::error::{Error, Result};
 
 /// How long a point read waits for its shared connection by default.
@@ -201,7 +202,12 @@ impl Readers {
     async fn get_by(&self, deadline: tokio::time::Instant) -> Result<Reader> {
         tokio::time::timeout_at(deadline, self.get())
             .await
-            .unwrap_or_else(|_| Err(self.timed_out("no shared read connection was free")))
+            .unwrap_or_else(|_| {
+                Err(timed_out(
+                    "no shared read connection was free",
+                    self.read_timeout,
+                ))
+            })
     }
 
     async fn attempt<T, F>(
@@ -225,12 +231,11 @@ impl Readers {
                 }
                 result
             }
-            Err(_) => Err(self.timed_out("a shared read connection answered nothing")),
+            Err(_) => Err(timed_out(
+                "a shared read connection answered nothing",
+                self.read_timeout,
+            )),
         }
-    }
-
-    fn timed_out(&self, what: &str) -> Error {
-        Error::Unavailable(format!("{what} within {:?}", self.read_timeout))
     }
 
     /// The slot's reader if it is fit to use (marking it used), emptying it if not.

@@ -432,13 +432,7 @@ async fn a_listing_whose_client_stopped_waiting_is_cancelled_in_the_database_too
     // The server gives up at the client's deadline and drops the call.
     let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
     request.set_timeout(std::time::Duration::from_secs(2));
-    let mut lister = client.clone();
-    let listing = tokio::spawn(async move { lister.list_contacts(request).await });
-    assert_eq!(
-        lock_waiters_reaching(&app, 1).await,
-        1,
-        "the listing reached the lock before its deadline"
-    );
+    let listing = listing_waiting_for_the_lock(&app, &client, request).await;
     let code = listing.await.unwrap().unwrap_err().code();
     assert!(
         matches!(code, Code::Cancelled | Code::DeadlineExceeded),
@@ -513,17 +507,8 @@ async fn a_session_whose_connection_closed_while_it_waited_for_a_lock_ends_withi
     let mut client = app.client("acme").await;
     create(&mut client, with_email("dana@example.com")).await;
     let holder = lock_contacts(&app).await;
-    let mut lister = client.clone();
-    let listing = tokio::spawn(async move {
-        lister
-            .list_contacts(contactsd::pb::ListContactsRequest::default())
-            .await
-    });
-    assert_eq!(
-        lock_waiters_reaching(&app, 1).await,
-        1,
-        "the listing reached the lock"
-    );
+    let request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
+    let listing = listing_waiting_for_the_lock(&app, &client, request).await;
 
     // The proxy closes the connection on both sides, and no cancel request
     // reaches the database (the proxy refuses new connections); without its
@@ -548,6 +533,26 @@ async fn lock_contacts(app: &TestApp) -> tokio_postgres::Client {
         .await
         .unwrap();
     holder
+}
+
+/// Sends `request` (a listing that is not a point read, so on a pooled
+/// connection) and returns once the server's session is seen waiting for
+/// the lock `lock_contacts` holds.
+async fn listing_waiting_for_the_lock(
+    app: &TestApp,
+    client: &Client,
+    request: tonic::Request<contactsd::pb::ListContactsRequest>,
+) -> tokio::task::JoinHandle<
+    Result<tonic::Response<contactsd::pb::ListContactsResponse>, tonic::Status>,
+> {
+    let mut lister = client.clone();
+    let listing = tokio::spawn(async move { lister.list_contacts(request).await });
+    assert_eq!(
+        lock_waiters_reaching(app, 1).await,
+        1,
+        "the listing reached the lock (before any deadline)"
+    );
+    listing
 }
 
 /// How many of the server's sessions wait for a lock, once that is
