@@ -52,23 +52,42 @@ pub struct Shared {
     /// Unsettled when retired with a question unanswered: then closed, not
     /// pooled, with what it was running cancelled (see [`Exclusive`]).
     conn: Exclusive,
-    opened: Instant,
-    /// When the oldest read asked since the connection's last answer was
-    /// asked, as milliseconds after `opened` plus one; 0 when nothing asked
-    /// is waiting. (Answers come in order, so an answer vouches for every
-    /// read asked before it.)
-    unanswered_since: AtomicU64,
-    /// When the latest read was asked, in the same unit.
-    last_asked: AtomicU64,
+    questions: Questions,
 }
 
 impl Shared {
     fn new(conn: Object) -> Self {
         Self {
             conn: Exclusive::new(conn),
-            opened: Instant::now(),
+            questions: Questions::new(Instant::now()),
+        }
+    }
+}
+
+/// The reads asked of one shared connection and what it has answered.
+struct Questions {
+    opened: Instant,
+    /// When the oldest read asked since the connection's last answer was
+    /// asked, as milliseconds after `opened` plus one; 0 when nothing asked
+    /// is waiting.
+    unanswered_since: AtomicU64,
+    /// How many reads have been asked: each read's number is its place in
+    /// that count. Numbers, not times, tell which reads an answer vouches
+    /// for (answers come in order, so one vouches for every read asked
+    /// before it), and they stay right when two readers note their answers
+    /// in the other order.
+    asked: AtomicU64,
+    /// The highest number of a read answered.
+    answered: AtomicU64,
+}
+
+impl Questions {
+    fn new(opened: Instant) -> Self {
+        Self {
+            opened,
             unanswered_since: AtomicU64::new(0),
-            last_asked: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
         }
     }
 
@@ -76,21 +95,30 @@ impl Shared {
         at.saturating_duration_since(self.opened).as_millis() as u64 + 1
     }
 
-    /// Notes a read asked at `at` (when its caller began waiting).
-    fn asked(&self, at: Instant) {
-        let at = self.stamp(at);
-        self.last_asked.fetch_max(at, Ordering::Relaxed);
+    /// Notes a read asked at `at` (when its caller began waiting), and
+    /// returns its number for [`Self::answered`].
+    fn asked(&self, at: Instant) -> u64 {
+        let number = self.asked.fetch_add(1, Ordering::Relaxed) + 1;
         // Keeps the oldest unanswered time: a stall dates from the first read it swallowed.
-        let _ = self
-            .unanswered_since
-            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.unanswered_since.compare_exchange(
+            0,
+            self.stamp(at),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        number
     }
 
-    /// Notes the answer to the read asked at `at`. Reads asked after it may
-    /// still wait; they are then dated now, which is no earlier than they were asked.
-    fn answered(&self, at: Instant) {
-        let next = if self.last_asked.load(Ordering::Relaxed) > self.stamp(at) {
-            self.stamp(Instant::now())
+    /// Notes the answer to read `number` at `now`. Reads asked after it may
+    /// still wait; they are then dated `now`, which is no earlier than they
+    /// were asked.
+    fn answered(&self, number: u64, now: Instant) {
+        let vouched = self
+            .answered
+            .fetch_max(number, Ordering::Relaxed)
+            .max(number);
+        let next = if self.asked.load(Ordering::Relaxed) > vouched {
+            self.stamp(now)
         } else {
             0
         };
@@ -102,10 +130,11 @@ impl Shared {
         self.unanswered_since.load(Ordering::Relaxed) != 0
     }
 
-    fn stalled_for(&self, timeout: Duration) -> bool {
+    /// Whether a read has waited `timeout` or longer at `now` for an answer.
+    fn stalled_for(&self, timeout: Duration, now: Instant) -> bool {
         match self.unanswered_since.load(Ordering::Relaxed) {
             0 => false,
-            since => self.stamp(Instant::now()).saturating_sub(since) >= timeout.as_millis() as u64,
+            since => self.stamp(now).saturating_sub(since) >= timeout.as_millis() as u64,
         }
     }
 }
@@ -223,11 +252,11 @@ impl Readers {
         // Dated from when the caller began waiting: at the deadline a
         // connection that answered nothing since is stalled, and the next
         // `take_live` of its slot retires it.
-        reader.asked(asked);
+        let number = reader.questions.asked(asked);
         match tokio::time::timeout_at(deadline, read(reader.clone())).await {
             Ok(result) => {
                 if !reader.is_closed() {
-                    reader.answered(asked);
+                    reader.questions.answered(number, Instant::now());
                 }
                 result
             }
@@ -243,7 +272,10 @@ impl Readers {
         let live = slot.as_mut().filter(|s| {
             !s.reader.is_closed()
                 && s.last_used.elapsed() < VERIFY_AFTER_IDLE
-                && !s.reader.stalled_for(self.read_timeout)
+                && !s
+                    .reader
+                    .questions
+                    .stalled_for(self.read_timeout, Instant::now())
         });
         match live {
             Some(s) => {
@@ -256,12 +288,65 @@ impl Readers {
                 // reader lets go, not pooled, since the pool's idle check
                 // would only have to wait for it.
                 if let Some(s) = slot.take()
-                    && s.reader.waiting()
+                    && s.reader.questions.waiting()
                 {
                     s.reader.conn.unsettle();
                 }
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn answers_noted_in_the_other_order_leave_nothing_waiting() {
+        let opened = Instant::now();
+        let questions = Questions::new(opened);
+        let first = questions.asked(opened);
+        let second = questions.asked(opened + Duration::from_millis(1));
+        questions.answered(second, opened + Duration::from_millis(2));
+        questions.answered(first, opened + Duration::from_millis(3));
+        assert!(!questions.waiting());
+        assert!(!questions.stalled_for(TIMEOUT, opened + 2 * TIMEOUT));
+    }
+
+    #[test]
+    fn an_answer_vouches_for_reads_asked_before_it_even_if_abandoned() {
+        let opened = Instant::now();
+        let questions = Questions::new(opened);
+        let _abandoned = questions.asked(opened);
+        let answered = questions.asked(opened + Duration::from_millis(1));
+        questions.answered(answered, opened + Duration::from_millis(2));
+        assert!(!questions.waiting());
+    }
+
+    #[test]
+    fn a_read_asked_after_the_last_answer_is_still_waiting_and_stalls() {
+        let opened = Instant::now();
+        let questions = Questions::new(opened);
+        let first = questions.asked(opened);
+        let _second = questions.asked(opened + Duration::from_millis(1));
+        let answered_at = opened + Duration::from_secs(1);
+        questions.answered(first, answered_at);
+        assert!(questions.waiting());
+        // Dated from the last answer, not from when it was asked.
+        assert!(!questions.stalled_for(TIMEOUT, opened + TIMEOUT));
+        assert!(questions.stalled_for(TIMEOUT, answered_at + TIMEOUT));
+    }
+
+    #[test]
+    fn an_unanswered_read_stalls_from_when_it_was_asked() {
+        let opened = Instant::now();
+        let questions = Questions::new(opened);
+        let asked_at = opened + Duration::from_secs(1);
+        questions.asked(asked_at);
+        assert!(!questions.stalled_for(TIMEOUT, asked_at + TIMEOUT - Duration::from_millis(1)));
+        assert!(questions.stalled_for(TIMEOUT, asked_at + TIMEOUT));
     }
 }
