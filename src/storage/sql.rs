@@ -71,15 +71,26 @@ pub struct WriteStatements {
     delete_contact: Statement,
 }
 
-/// Prepares the writes' statements (once per connection; cached after).
+/// Prepares the writes' statements (once per connection; cached after). On
+/// a new connection the six preparations travel together: one round trip,
+/// not six, before its first write.
 pub(super) async fn prepare_writes(client: &impl GenericClient) -> Result<WriteStatements> {
+    let (lock_keys, match_for_update, lock_contact, insert_contact, update_contact, delete_contact) =
+        tokio::try_join!(
+            client.prepare_cached(LOCK_KEYS),
+            client.prepare_cached(MATCH_FOR_UPDATE),
+            client.prepare_cached(LOCK_CONTACT),
+            client.prepare_cached(INSERT_CONTACT),
+            client.prepare_cached(UPDATE_CONTACT),
+            client.prepare_cached(DELETE_CONTACT),
+        )?;
     Ok(WriteStatements {
-        lock_keys: client.prepare_cached(LOCK_KEYS).await?,
-        match_for_update: client.prepare_cached(MATCH_FOR_UPDATE).await?,
-        lock_contact: client.prepare_cached(LOCK_CONTACT).await?,
-        insert_contact: client.prepare_cached(INSERT_CONTACT).await?,
-        update_contact: client.prepare_cached(UPDATE_CONTACT).await?,
-        delete_contact: client.prepare_cached(DELETE_CONTACT).await?,
+        lock_keys,
+        match_for_update,
+        lock_contact,
+        insert_contact,
+        update_contact,
+        delete_contact,
     })
 }
 
