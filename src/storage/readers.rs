@@ -30,7 +30,7 @@
 
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,30 +64,39 @@ impl Shared {
     }
 }
 
-/// The reads asked of one shared connection and what it has answered.
+/// The reads asked of one shared connection and what it has answered. A
+/// heuristic: a read's number is taken when it starts, and answers come in
+/// the order requests were sent, so a read that prepares its statement first
+/// can be vouched for by a later read's answer while its query is still out.
+/// That errs towards "nothing waiting" for one read, until the next read asks.
 struct Questions {
     opened: Instant,
-    /// When the oldest read asked since the connection's last answer was
-    /// asked, as milliseconds after `opened` plus one; 0 when nothing asked
-    /// is waiting.
-    unanswered_since: AtomicU64,
+    /// One lock for all three counts: noting an answer reads them and
+    /// writes them back, and two readers doing that at once on separate
+    /// atomics could each undo what the other wrote.
+    state: Mutex<Asked>,
+}
+
+#[derive(Default)]
+struct Asked {
     /// How many reads have been asked: each read's number is its place in
     /// that count. Numbers, not times, tell which reads an answer vouches
     /// for (answers come in order, so one vouches for every read asked
-    /// before it), and they stay right when two readers note their answers
-    /// in the other order.
-    asked: AtomicU64,
+    /// before it), whatever order readers note their answers in.
+    asked: u64,
     /// The highest number of a read answered.
-    answered: AtomicU64,
+    answered: u64,
+    /// Since when a read has been waiting for an answer, as milliseconds
+    /// after `opened` plus one, 0 when none is: when the oldest unanswered
+    /// read was asked, or the last answer if that came later.
+    waiting_since: u64,
 }
 
 impl Questions {
     fn new(opened: Instant) -> Self {
         Self {
             opened,
-            unanswered_since: AtomicU64::new(0),
-            asked: AtomicU64::new(0),
-            answered: AtomicU64::new(0),
+            state: Mutex::default(),
         }
     }
 
@@ -95,44 +104,47 @@ impl Questions {
         at.saturating_duration_since(self.opened).as_millis() as u64 + 1
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, Asked> {
+        // The counts stay consistent whatever panicked while holding them.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Notes a read asked at `at` (when its caller began waiting), and
     /// returns its number for [`Self::answered`].
     fn asked(&self, at: Instant) -> u64 {
-        let number = self.asked.fetch_add(1, Ordering::Relaxed) + 1;
+        let at = self.stamp(at);
+        let mut state = self.state();
+        state.asked += 1;
         // Keeps the oldest unanswered time: a stall dates from the first read it swallowed.
-        let _ = self.unanswered_since.compare_exchange(
-            0,
-            self.stamp(at),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        number
+        if state.waiting_since == 0 {
+            state.waiting_since = at;
+        }
+        state.asked
     }
 
     /// Notes the answer to read `number` at `now`. Reads asked after it may
     /// still wait; they are then dated `now`, which is no earlier than they
-    /// were asked.
+    /// were asked. An answer noted after a later one's tells nothing new.
     fn answered(&self, number: u64, now: Instant) {
-        let vouched = self
-            .answered
-            .fetch_max(number, Ordering::Relaxed)
-            .max(number);
-        let next = if self.asked.load(Ordering::Relaxed) > vouched {
-            self.stamp(now)
-        } else {
-            0
-        };
-        self.unanswered_since.store(next, Ordering::Relaxed);
+        let now = self.stamp(now);
+        let mut state = self.state();
+        if number <= state.answered {
+            return;
+        }
+        state.answered = number;
+        state.waiting_since = if state.asked > number { now } else { 0 };
     }
 
     /// Whether a read has waited for an answer at all.
     fn waiting(&self) -> bool {
-        self.unanswered_since.load(Ordering::Relaxed) != 0
+        self.state().waiting_since != 0
     }
 
     /// Whether a read has waited `timeout` or longer at `now` for an answer.
     fn stalled_for(&self, timeout: Duration, now: Instant) -> bool {
-        match self.unanswered_since.load(Ordering::Relaxed) {
+        match self.state().waiting_since {
             0 => false,
             since => self.stamp(now).saturating_sub(since) >= timeout.as_millis() as u64,
         }
@@ -324,6 +336,18 @@ mod tests {
         let answered = questions.asked(opened + Duration::from_millis(1));
         questions.answered(answered, opened + Duration::from_millis(2));
         assert!(!questions.waiting());
+    }
+
+    #[test]
+    fn an_answer_noted_late_does_not_date_the_reads_still_waiting_anew() {
+        let opened = Instant::now();
+        let questions = Questions::new(opened);
+        let first = questions.asked(opened);
+        let second = questions.asked(opened);
+        let _third = questions.asked(opened);
+        questions.answered(second, opened + Duration::from_secs(1));
+        questions.answered(first, opened + Duration::from_secs(3));
+        assert!(questions.stalled_for(TIMEOUT, opened + Duration::from_secs(1) + TIMEOUT));
     }
 
     #[test]
