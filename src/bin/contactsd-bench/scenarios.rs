@@ -302,7 +302,14 @@ impl Worker {
             return Ok(());
         }
         let app = self.app.clone();
-        let tx = Tx::start(self.dedicated(conn).await?).await?;
+        let tx = match Tx::start(self.dedicated(conn).await?).await {
+            Ok(tx) => tx,
+            Err(error) => {
+                // Unsettled: a connection that failed its preparation is not reused.
+                *conn = None;
+                return Err(error);
+            }
+        };
         let result = match self.scenario {
             Scenario::ReconcileNew => contacts::reconcile(&tx, site, &app, self.new_contact(i))
                 .await
