@@ -16,7 +16,7 @@ use tokio_postgres::NoTls;
 
 pub use contacts::Reconciled;
 pub use keys::{Grant, KeyRecord};
-pub use pool::Exclusive;
+pub use pool::{ABANDONED_GRACE, Exclusive};
 pub use tx::Tx;
 
 use crate::error::{Error, Result};
@@ -126,7 +126,9 @@ impl Store {
     /// is closed and its statement cancelled (see [`Exclusive`]), and the
     /// pool's other connections are checked before their next use. A call
     /// its caller abandons (a client's deadline, a client gone) has its
-    /// statement cancelled and its connection closed the same way.
+    /// statement cancelled and its connection closed the same way, unless
+    /// the statement finishes within [`pool::ABANDONED_GRACE`] (see
+    /// [`Exclusive::call`]).
     async fn exclusive<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> Result<T>) -> Result<T> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let conn = match tokio::time::timeout_at(deadline, self.pool.get()).await {
@@ -135,13 +137,15 @@ impl Store {
         };
         let result = tokio::time::timeout_at(deadline, conn.call(work)).await;
         result.unwrap_or_else(|_| {
-            // Its state is unknown. Still marked in a call, it is closed and
-            // what it was running cancelled (see `Exclusive`). The pool's
+            // Its state is unknown: it is closed at once and what it was
+            // running cancelled (see `Exclusive`), with none of the grace an
+            // abandoned call's statement gets, since it may never answer. The pool's
             // other connections share its path and may have gone silent with
             // it; each is checked before it is used again, so a silent one
             // costs its caller a short check, not a timeout, and a healthy
             // one a round trip, not a reconnect (a timeout may as well be a
             // lock wait).
+            conn.unsettle();
             drop(conn);
             self.suspects.mark();
             tracing::warn!(

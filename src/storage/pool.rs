@@ -34,6 +34,10 @@ pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the cancel request for an abandoned statement may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long what an abandoned call left running may take to finish on its
+/// own before it is cancelled and its connection closed (see
+/// `Exclusive::call`).
+pub const ABANDONED_GRACE: Duration = Duration::from_secs(1);
 /// How often a session running a statement checks that its client is still
 /// there (see [`build`]); it costs the database at most one timer a second
 /// per busy session.
@@ -176,17 +180,19 @@ pub fn build(
 }
 
 /// A pooled connection that one call uses alone. Dropped unsettled (with a
-/// transaction open or a request whose answer matters still unanswered), or
-/// in the middle of a call (see `Exclusive::call`), it is taken out of the
-/// pool and closed instead of going back, so the next caller never inherits
-/// its state, a statement still running, or a connection that stopped
+/// transaction open, a request whose answer matters still unanswered, or
+/// after a call that got no answer in time), it is taken out of the pool
+/// and closed instead of going back, so the next caller never inherits its
+/// state, a statement still running, or a connection that stopped
 /// answering; closing rolls the transaction back. What it was running is
 /// cancelled first: PostgreSQL does not notice a closed client while a
 /// statement runs or waits for a lock, and that statement would go on
 /// holding the locks it already took and the work it was doing. The
 /// connection stays open until the cancel request has been sent (it gets no
 /// answer), since a connection pooler in between (PgBouncer, RDS Proxy)
-/// forgets the cancel key of a client that has gone.
+/// forgets the cancel key of a client that has gone. Dropped in the middle
+/// of a call but settled, it is first given [`ABANDONED_GRACE`] to finish
+/// (see `Exclusive::call`).
 pub struct Exclusive {
     conn: Option<Object>,
     unsettled: AtomicBool,
@@ -204,12 +210,18 @@ impl Exclusive {
 
     /// Runs `work` on this connection (calls do not nest). If the call is
     /// abandoned before `work` completes (its client went away, its
-    /// deadline passed), the connection is closed with its statement
-    /// cancelled, as when unsettled. Keeping it would be unsafe: a cancel
-    /// request gets no answer, and tokio-postgres (unlike libpq) does not
-    /// wait for the server to close the cancel connection, so nothing tells
-    /// when the cancel takes effect; it could land on the next caller's
-    /// statement.
+    /// deadline passed) with no transaction open, what it left running is
+    /// given [`ABANDONED_GRACE`] to finish, and the connection then goes
+    /// back to the pool: a client that often gives up on short calls
+    /// (type-ahead search, tight deadlines under load) would otherwise cost
+    /// the database a cancel connection and a reconnect, two new backend
+    /// processes, each time. An empty query sent after it tells when it
+    /// has finished, since answers come in order. Past the grace, the
+    /// statement is cancelled and the connection closed, as when unsettled.
+    /// The connection is not kept after a cancel: a cancel request gets no
+    /// answer, and tokio-postgres (unlike libpq) does not wait for the
+    /// server to close the cancel connection, so nothing tells when the
+    /// cancel takes effect; it could land on the next caller's statement.
     pub(super) async fn call<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> T) -> T {
         self.in_call.store(true, Ordering::Release);
         let result = work(self).await;
@@ -243,23 +255,41 @@ impl Deref for Exclusive {
 impl Drop for Exclusive {
     fn drop(&mut self) {
         let abandoned = self.in_call.load(Ordering::Acquire);
-        if (self.unsettled() || abandoned)
-            && let Some(conn) = self.conn.take()
-        {
-            if abandoned {
-                tracing::debug!(
-                    "a call was abandoned mid-way; cancelling and closing its connection"
-                );
-            }
-            let client = Object::take(conn);
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let token = client.cancel_token();
-                    let cancel = token.cancel_query(tokio_postgres::NoTls);
-                    let _ = tokio::time::timeout(CANCEL_TIMEOUT, cancel).await;
-                    drop(client);
-                });
-            }
+        let unsettled = self.unsettled();
+        if !(abandoned || unsettled) {
+            return;
         }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Closed, not pooled: nothing can wait for it.
+            drop(Object::take(conn));
+            return;
+        };
+        if unsettled {
+            runtime.spawn(cancel_and_close(Object::take(conn)));
+            return;
+        }
+        tracing::debug!("a call was abandoned mid-way; letting its statement finish");
+        runtime.spawn(async move {
+            let finished = tokio::time::timeout(ABANDONED_GRACE, conn.simple_query("")).await;
+            if !matches!(finished, Ok(Ok(_))) {
+                tracing::debug!(
+                    "an abandoned call's statement went on past {ABANDONED_GRACE:?}; \
+                     cancelling it and closing its connection"
+                );
+                cancel_and_close(Object::take(conn)).await;
+            }
+            // Otherwise dropped back into the pool, which recycles it as usual.
+        });
     }
+}
+
+/// Cancels what `client` is running, then closes it.
+async fn cancel_and_close(client: deadpool_postgres::ClientWrapper) {
+    let token = client.cancel_token();
+    let cancel = token.cancel_query(tokio_postgres::NoTls);
+    let _ = tokio::time::timeout(CANCEL_TIMEOUT, cancel).await;
+    drop(client);
 }

@@ -457,6 +457,59 @@ async fn a_listing_whose_client_stopped_waiting_is_cancelled_in_the_database_too
 }
 
 #[tokio::test]
+async fn a_listing_abandoned_just_before_its_statement_finished_keeps_its_connection() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    let created = create(&mut client, with_email("dana@example.com")).await;
+    let holder = lock_contacts(&app).await;
+
+    let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
+    request.set_timeout(std::time::Duration::from_secs(1));
+    let listing = listing_waiting_for_the_lock(&app, &client, request).await;
+    let db = app.db().await;
+    let session: i32 = db
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'contactsd' AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let code = listing.await.unwrap().unwrap_err().code();
+    assert!(
+        matches!(code, Code::Cancelled | Code::DeadlineExceeded),
+        "ended by the deadline, not {code:?}"
+    );
+
+    // The lock goes well within the grace: the statement finishes on its
+    // own, and its connection goes back to the pool instead of being
+    // cancelled, closed and opened anew.
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::sleep(contactsd::storage::ABANDONED_GRACE + std::time::Duration::from_millis(500))
+        .await;
+    let state: Option<String> = db
+        .query_opt(
+            "SELECT state FROM pg_stat_activity WHERE pid = $1",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .map(|row| row.get(0));
+    assert_eq!(
+        state.as_deref(),
+        Some("idle"),
+        "the abandoned listing's session was ended instead of kept"
+    );
+    let listed = client
+        .list_contacts(contactsd::pb::ListContactsRequest::default())
+        .await
+        .expect("the pool serves the next listing")
+        .into_inner();
+    assert_eq!(listed.contacts[0].id, created.contact_id);
+}
+
+#[tokio::test]
 async fn point_reads_that_timed_out_behind_a_lock_leave_no_session_waiting_once_retired() {
     let app = spawn_app_for_stalls(&database_host(), READ_TIMEOUT).await;
     let mut client = app.client("acme").await;
