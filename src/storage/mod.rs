@@ -127,8 +127,8 @@ impl Store {
     /// pool's other connections are checked before their next use. A call
     /// its caller abandons (a client's deadline, a client gone) has its
     /// statement cancelled and its connection closed the same way, unless
-    /// the statement finishes within [`pool::ABANDONED_GRACE`] (see
-    /// [`Exclusive::call`]).
+    /// it was settled (no transaction open) and the statement finishes
+    /// within [`pool::ABANDONED_GRACE`] (see [`Exclusive::call`]).
     async fn exclusive<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> Result<T>) -> Result<T> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let conn = match tokio::time::timeout_at(deadline, self.pool.get()).await {

@@ -210,9 +210,10 @@ impl Exclusive {
 
     /// Runs `work` on this connection (calls do not nest). If the call is
     /// abandoned before `work` completes (its client went away, its
-    /// deadline passed) with no transaction open, what it left running is
-    /// given [`ABANDONED_GRACE`] to finish, and the connection then goes
-    /// back to the pool: a client that often gives up on short calls
+    /// deadline passed) while settled (no transaction open, no write's
+    /// preparation in flight), what it left running is given
+    /// [`ABANDONED_GRACE`] to finish, and the connection then goes back to
+    /// the pool: a client that often gives up on short calls
     /// (type-ahead search, tight deadlines under load) would otherwise cost
     /// the database a cancel connection and a reconnect, two new backend
     /// processes, each time. An empty query sent after it tells when it
@@ -222,6 +223,11 @@ impl Exclusive {
     /// answer, and tokio-postgres (unlike libpq) does not wait for the
     /// server to close the cancel connection, so nothing tells when the
     /// cancel takes effect; it could land on the next caller's statement.
+    /// A kept connection may hold one prepared statement the database never
+    /// frees, when the call was abandoned while preparing it (tokio-postgres
+    /// frees one only when its handle is dropped, and that handle never
+    /// existed): a few kilobytes in the session, only when a preparation
+    /// was slow (waiting for a DDL lock) yet finished within the grace.
     pub(super) async fn call<T>(&self, work: impl AsyncFnOnce(&Exclusive) -> T) -> T {
         self.in_call.store(true, Ordering::Release);
         let result = work(self).await;
@@ -273,15 +279,19 @@ impl Drop for Exclusive {
         }
         tracing::debug!("a call was abandoned mid-way; letting its statement finish");
         runtime.spawn(async move {
-            let finished = tokio::time::timeout(ABANDONED_GRACE, conn.simple_query("")).await;
-            if !matches!(finished, Ok(Ok(_))) {
-                tracing::debug!(
-                    "an abandoned call's statement went on past {ABANDONED_GRACE:?}; \
-                     cancelling it and closing its connection"
-                );
-                cancel_and_close(Object::take(conn)).await;
+            match tokio::time::timeout(ABANDONED_GRACE, conn.simple_query("")).await {
+                // Back into the pool, which recycles it as usual.
+                Ok(Ok(_)) => drop(conn),
+                // Closed meanwhile, most likely: nothing left to cancel.
+                Ok(Err(_)) => drop(Object::take(conn)),
+                Err(_) => {
+                    tracing::debug!(
+                        "an abandoned call's statement went on past {ABANDONED_GRACE:?}; \
+                         cancelling it and closing its connection"
+                    );
+                    cancel_and_close(Object::take(conn)).await;
+                }
             }
-            // Otherwise dropped back into the pool, which recycles it as usual.
         });
     }
 }

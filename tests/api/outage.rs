@@ -464,7 +464,7 @@ async fn a_listing_abandoned_just_before_its_statement_finished_keeps_its_connec
     let holder = lock_contacts(&app).await;
 
     let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
-    request.set_timeout(std::time::Duration::from_secs(1));
+    request.set_timeout(std::time::Duration::from_secs(2));
     let listing = listing_waiting_for_the_lock(&app, &client, request).await;
     let db = app.db().await;
     let session: i32 = db
@@ -488,17 +488,18 @@ async fn a_listing_abandoned_just_before_its_statement_finished_keeps_its_connec
     holder.batch_execute("ROLLBACK").await.unwrap();
     tokio::time::sleep(contactsd::storage::ABANDONED_GRACE + std::time::Duration::from_millis(500))
         .await;
-    let state: Option<String> = db
+    let last: Option<(String, String)> = db
         .query_opt(
-            "SELECT state FROM pg_stat_activity WHERE pid = $1",
+            "SELECT state, query FROM pg_stat_activity WHERE pid = $1",
             &[&session],
         )
         .await
         .unwrap()
-        .map(|row| row.get(0));
+        .map(|row| (row.get(0), row.get(1)));
+    // Its last statement is the empty query sent behind the listing's.
     assert_eq!(
-        state.as_deref(),
-        Some("idle"),
+        last,
+        Some(("idle".to_owned(), String::new())),
         "the abandoned listing's session was ended instead of kept"
     );
     let listed = client
