@@ -43,11 +43,17 @@ pub const ABANDONED_GRACE: Duration = Duration::from_secs(1);
 /// per busy session.
 pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// `at` as milliseconds after `epoch`, plus one: a time an atomic can hold,
+/// with 0 left free to mean "none".
+pub(super) fn stamp(epoch: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(epoch).as_millis() as u64 + 1
+}
+
 /// Which of a pool's connections are checked before they are handed out.
 pub struct Suspects {
     epoch: Instant,
-    /// Connections handed out before this many milliseconds after `epoch`
-    /// are suspect (0: none for this reason).
+    /// Connections handed out at or before this [`stamp`] are suspect (0:
+    /// none for this reason).
     handed_out_before: AtomicU64,
     /// The pool itself, to close every suspect when one fails its check;
     /// set once built.
@@ -68,15 +74,14 @@ impl Suspects {
     /// (a black-holed route, a failed-over host). Each is checked once, with
     /// one round trip, before it is used again.
     pub fn mark(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let now = stamp(self.epoch, Instant::now());
         self.handed_out_before.fetch_max(now, Ordering::Relaxed);
     }
 
     fn suspect(&self, metrics: &Metrics) -> bool {
         let handed_out = metrics.recycled.unwrap_or(metrics.created);
         Instant::now().saturating_duration_since(handed_out) > VERIFY_AFTER_IDLE
-            || (handed_out.saturating_duration_since(self.epoch).as_millis() as u64)
-                < self.handed_out_before.load(Ordering::Relaxed)
+            || stamp(self.epoch, handed_out) <= self.handed_out_before.load(Ordering::Relaxed)
     }
 }
 

@@ -86,8 +86,8 @@ struct Asked {
     asked: u64,
     /// The highest number of a read answered.
     answered: u64,
-    /// Since when a read has been waiting for an answer, as milliseconds
-    /// after `opened` plus one, 0 when none is: when the oldest unanswered
+    /// Since when a read has been waiting for an answer, as a
+    /// [`pool::stamp`] after `opened`, 0 when none is: when the oldest unanswered
     /// read was asked, or the last answer if that came later.
     waiting_since: u64,
 }
@@ -101,7 +101,7 @@ impl Questions {
     }
 
     fn stamp(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.opened).as_millis() as u64 + 1
+        pool::stamp(self.opened, at)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Asked> {

@@ -429,15 +429,7 @@ async fn a_listing_whose_client_stopped_waiting_is_cancelled_in_the_database_too
     // A listing that is not a point read runs on a pooled connection.
     let holder = lock_contacts(&app).await;
 
-    // The server gives up at the client's deadline and drops the call.
-    let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
-    request.set_timeout(std::time::Duration::from_secs(2));
-    let listing = listing_waiting_for_the_lock(&app, &client, request).await;
-    let code = listing.await.unwrap().unwrap_err().code();
-    assert!(
-        matches!(code, Code::Cancelled | Code::DeadlineExceeded),
-        "ended by the deadline, not {code:?}"
-    );
+    listing_abandoned_at_the_lock(&app, &client).await;
     // Left running, the abandoned statement would go on holding its
     // connection and waiting in the database.
     assert_eq!(
@@ -462,25 +454,7 @@ async fn a_listing_abandoned_just_before_its_statement_finished_keeps_its_connec
     let mut client = app.client("acme").await;
     let created = create(&mut client, with_email("dana@example.com")).await;
     let holder = lock_contacts(&app).await;
-
-    let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
-    request.set_timeout(std::time::Duration::from_secs(2));
-    let listing = listing_waiting_for_the_lock(&app, &client, request).await;
-    let db = app.db().await;
-    let session: i32 = db
-        .query_one(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'contactsd' AND wait_event_type = 'Lock'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let code = listing.await.unwrap().unwrap_err().code();
-    assert!(
-        matches!(code, Code::Cancelled | Code::DeadlineExceeded),
-        "ended by the deadline, not {code:?}"
-    );
+    let session = listing_abandoned_at_the_lock(&app, &client).await;
 
     // The lock goes well within the grace: the statement finishes on its
     // own, and its connection goes back to the pool instead of being
@@ -488,7 +462,9 @@ async fn a_listing_abandoned_just_before_its_statement_finished_keeps_its_connec
     holder.batch_execute("ROLLBACK").await.unwrap();
     tokio::time::sleep(contactsd::storage::ABANDONED_GRACE + std::time::Duration::from_millis(500))
         .await;
-    let last: Option<(String, String)> = db
+    let last: Option<(String, String)> = app
+        .db()
+        .await
         .query_opt(
             "SELECT state, query FROM pg_stat_activity WHERE pid = $1",
             &[&session],
@@ -609,6 +585,33 @@ async fn listing_waiting_for_the_lock(
     listing
 }
 
+/// Sends a listing with a 2 s deadline that waits for the lock
+/// `lock_contacts` holds, and once the server has given up on it at the
+/// deadline, returns the process id of the session that ran it.
+async fn listing_abandoned_at_the_lock(app: &TestApp, client: &Client) -> i32 {
+    let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
+    request.set_timeout(std::time::Duration::from_secs(2));
+    let listing = listing_waiting_for_the_lock(app, client, request).await;
+    let session: i32 = app
+        .db()
+        .await
+        .query_one(&format!("SELECT pid {LOCK_WAITERS}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    // The server gives up at the client's deadline and drops the call.
+    let code = listing.await.unwrap().unwrap_err().code();
+    assert!(
+        matches!(code, Code::Cancelled | Code::DeadlineExceeded),
+        "ended by the deadline, not {code:?}"
+    );
+    session
+}
+
+/// The server's sessions waiting for a lock.
+const LOCK_WAITERS: &str = "FROM pg_stat_activity WHERE datname = current_database() \
+     AND application_name = 'contactsd' AND wait_event_type = 'Lock'";
+
 /// How many of the server's sessions wait for a lock, once that is
 /// `count` or after 5 s.
 async fn lock_waiters_reaching(app: &TestApp, count: i64) -> i64 {
@@ -616,11 +619,7 @@ async fn lock_waiters_reaching(app: &TestApp, count: i64) -> i64 {
     let mut waiting = -1;
     for _ in 0..100 {
         waiting = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND application_name = 'contactsd' AND wait_event_type = 'Lock'",
-                &[],
-            )
+            .query_one(&format!("SELECT count(*) {LOCK_WAITERS}"), &[])
             .await
             .unwrap()
             .get::<_, i64>(0);
