@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The encoded set feeds server reflection (it includes the imported well-known types).
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("contacts_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .codec_path("crate::grpc::codec::ProtoCodec")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! storage, convert the result. Every handler returns the crate's [`Error`],
 //! which becomes a `Status` in exactly one place.
 
+pub mod codec;
 mod convert;
 pub mod page_token;
 pub mod socket;

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use prost::Message;
 use prost::bytes::{BufMut, Bytes};
 use tonic::body::Body;
-use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, ServerStreamingService};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstDecoder;
@@ -70,7 +70,7 @@ impl Codec for WatchCodec {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::new(BufferSettings::default())
+        ProstDecoder::new(super::codec::buffers())
     }
 }
 
