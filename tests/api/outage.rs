@@ -487,6 +487,37 @@ async fn a_listing_abandoned_just_before_its_statement_finished_keeps_its_connec
 }
 
 #[tokio::test]
+async fn a_listing_the_server_timed_out_is_cancelled_at_once_not_after_the_grace() {
+    let timeout = std::time::Duration::from_secs(1);
+    let app = spawn_app_with_db_timeout(&database_host(), timeout).await;
+    let client = app.client("acme").await;
+    let _holder = lock_contacts(&app).await;
+    let request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
+    let listing = listing_waiting_for_the_lock(&app, &client, request).await;
+    let session = lock_waiter(&app).await;
+
+    // The server's own timeout, not the client's: the statement may never
+    // answer, so it gets no grace. The lock is held throughout, so under the
+    // grace the session would still be waiting a second from now.
+    let code = listing.await.unwrap().unwrap_err().code();
+    assert_eq!(code, Code::Unavailable, "ended by the server's timeout");
+    let timed_out = std::time::Instant::now();
+    let db = app.db().await;
+    while db
+        .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&session])
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            timed_out.elapsed() < contactsd::storage::ABANDONED_GRACE / 2,
+            "the timed-out listing's session outlived half the grace"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn point_reads_that_timed_out_behind_a_lock_leave_no_session_waiting_once_retired() {
     let app = spawn_app_for_stalls(&database_host(), READ_TIMEOUT).await;
     let mut client = app.client("acme").await;
@@ -592,13 +623,7 @@ async fn listing_abandoned_at_the_lock(app: &TestApp, client: &Client) -> i32 {
     let mut request = tonic::Request::new(contactsd::pb::ListContactsRequest::default());
     request.set_timeout(std::time::Duration::from_secs(2));
     let listing = listing_waiting_for_the_lock(app, client, request).await;
-    let session: i32 = app
-        .db()
-        .await
-        .query_one(&format!("SELECT pid {LOCK_WAITERS}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let session = lock_waiter(app).await;
     // The server gives up at the client's deadline and drops the call.
     let code = listing.await.unwrap().unwrap_err().code();
     assert!(
@@ -606,6 +631,15 @@ async fn listing_abandoned_at_the_lock(app: &TestApp, client: &Client) -> i32 {
         "ended by the deadline, not {code:?}"
     );
     session
+}
+
+/// The process id of the server's one session waiting for a lock.
+async fn lock_waiter(app: &TestApp) -> i32 {
+    let db = app.db().await;
+    let row = db
+        .query_one(&format!("SELECT pid {LOCK_WAITERS}"), &[])
+        .await;
+    row.unwrap().get(0)
 }
 
 /// The server's sessions waiting for a lock.
