@@ -19,9 +19,7 @@ use prost::Message;
 use tonic::codec::{BufferSettings, Codec};
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
-/// Where each call's buffers start: within glibc's per-thread cache, and in
-/// its small-request range, so that even when the cache is empty the
-/// allocation does not consolidate the free lists.
+/// Where each call's buffers start (why 1,000: see the module comment).
 const BUFFER_SIZE: usize = 1000;
 /// tonic's default: how much a stream batches before it hands bytes to HTTP/2.
 const YIELD_THRESHOLD: usize = 32 * 1024;
