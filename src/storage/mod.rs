@@ -160,6 +160,20 @@ impl Store {
     }
 }
 
+/// A pool of `size` connections set up as the store's: the same session
+/// settings (see `pool::build`), so that `contactsd-bench`'s bare-SQL
+/// baseline runs its writes on sessions that cost the database what the
+/// server's do. Not for serving: the store builds its own.
+#[doc(hidden)]
+pub fn baseline_pool(
+    config: tokio_postgres::Config,
+    size: usize,
+) -> Result<deadpool_postgres::Pool> {
+    pool::build(config, size, DEFAULT_TIMEOUT)
+        .map(|(pool, _)| pool)
+        .map_err(|e| Error::Internal(format!("building the pool: {e}")))
+}
+
 /// A call that got no answer within `timeout`: retryable, its detail logged only.
 fn timed_out(what: &str, timeout: Duration) -> Error {
     Error::Unavailable(format!("{what} within {timeout:?}"))

@@ -114,3 +114,20 @@ async fn the_bench_says_clearly_when_the_server_is_unreachable() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_benchs_baseline_writes_on_sessions_set_up_as_the_servers() {
+    let app = spawn_app().await;
+    let config: tokio_postgres::Config = app.database_url().parse().unwrap();
+    let pool = contactsd::storage::baseline_pool(config, 1).unwrap();
+    let session = pool.get().await.unwrap();
+
+    let show = async |setting: &str| -> String {
+        let sql = format!("SHOW {setting}");
+        session.query_one(&sql, &[]).await.unwrap().get(0)
+    };
+    // What the server's pool sets (see `storage::pool::build`): the database
+    // does this work for the server's writes, so the baseline's do it too.
+    assert_eq!(show("client_connection_check_interval").await, "1s");
+    assert_eq!(show("idle_in_transaction_session_timeout").await, "10s");
+}

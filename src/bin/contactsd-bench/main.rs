@@ -172,11 +172,10 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?
     .into();
-    let manager = deadpool_postgres::Manager::new(pg_config, tokio_postgres::NoTls);
-    let pool = deadpool_postgres::Pool::builder(manager)
-        .max_size(concurrency)
-        .build()
-        .map_err(|e| e.to_string())?;
+    // Set up as the server's pooled sessions, as `Readers` are: what the
+    // database does for those settings is not the RPC layer's cost.
+    let pool =
+        contactsd::storage::baseline_pool(pg_config, concurrency).map_err(|e| e.to_string())?;
     let secret: Vec<u8> = admin
         .query_one("SELECT secret FROM server_secret", &[])
         .await
