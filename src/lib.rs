@@ -132,6 +132,10 @@ impl Application {
         let serve = tonic::transport::Server::builder()
             // A span per call only when debugging: formatting one per RPC costs throughput.
             .trace_fn(|request| tracing::debug_span!("rpc", path = %request.uri().path()))
+            // Responses of 1 KiB or more in one write, not three.
+            .layer(tower::util::MapResponseLayer::new(
+                grpc::frames::cut::<tonic::body::Body>,
+            ))
             .add_service(grpc::watch::Routes::new(api))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -4,6 +4,7 @@
 
 pub mod codec;
 mod convert;
+pub mod frames;
 pub mod page_token;
 pub mod socket;
 pub mod watch;

@@ -17,7 +17,8 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 /// wake-ups), and responses ready together could not share one. Without
 /// vectored writes h2 copies DATA frames under 1 KiB into its buffer, and
 /// everything ready goes out in one `write` (measured: ~2 syscalls per `get`
-/// became well under one). Larger frames still go out without a copy.
+/// became well under one). Frames of 1 KiB or more go out apart; responses
+/// up to 12 KiB are cut into smaller frames for that reason (see [`super::frames`]).
 pub struct ClientSocket(TcpStream);
 
 impl ClientSocket {

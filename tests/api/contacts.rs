@@ -49,6 +49,42 @@ async fn get_contact_returns_only_the_masked_fields_plus_id_and_etag() {
     assert_eq!(Some(full), created.contact);
 }
 
+/// Responses from 1 to 12 KiB leave the server cut into several DATA frames
+/// (see `grpc::frames`); the client must get every byte, in order, whatever
+/// the size, on either side of those bounds.
+#[tokio::test]
+async fn contacts_of_every_size_read_back_whole() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+    for (i, size) in [100, 900, 1_000, 1_100, 5_000, 12_000, 20_000]
+        .into_iter()
+        .enumerate()
+    {
+        let text: String = (0..size)
+            .map(|j| char::from(b'a' + (j % 26) as u8))
+            .collect();
+        // Notes hold at most 10,000 characters each.
+        let notes = (0..size)
+            .step_by(10_000)
+            .map(|start| pb::Note {
+                content: text[start..size.min(start + 10_000)].into(),
+                ..Default::default()
+            })
+            .collect();
+        let created = create(
+            &mut client,
+            pb::Contact {
+                notes,
+                ..with_email(&format!("c{i}@example.com"))
+            },
+        )
+        .await;
+
+        let read = get(&mut client, &created.contact_id).await.unwrap();
+        assert_eq!(Some(read), created.contact, "notes of {size} characters");
+    }
+}
+
 #[tokio::test]
 async fn get_contact_rejects_unknown_mask_paths_and_malformed_ids() {
     let app = spawn_app().await;
