@@ -33,7 +33,8 @@ pub fn cut<B>(response: http::Response<B>) -> http::Response<Pieces<B>> {
     })
 }
 
-/// A body whose DATA frames from 1 KiB to 12 KiB come out in pieces.
+/// A body whose DATA frames over 1,000 bytes, up to 12 KiB, come out in
+/// pieces of at most 1,000.
 pub struct Pieces<B> {
     body: B,
     /// What is left of the frame being cut.
@@ -82,10 +83,11 @@ where
     fn size_hint(&self) -> SizeHint {
         let mut hint = self.body.size_hint();
         let rest = self.rest.len() as u64;
-        hint.set_lower(hint.lower() + rest);
+        // Upper first: `set_lower` asserts the new lower bound is within it.
         if let Some(upper) = hint.upper() {
             hint.set_upper(upper + rest);
         }
+        hint.set_lower(hint.lower() + rest);
         hint
     }
 }
@@ -95,7 +97,8 @@ mod tests {
     use super::*;
     use futures::future::poll_fn;
 
-    /// A body of the given DATA frames, then trailers.
+    /// A body of the given frames, which knows its exact size, as a whole
+    /// message does.
     struct Frames(Vec<Frame<Bytes>>);
 
     impl Body for Frames {
@@ -107,6 +110,11 @@ mod tests {
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
             Poll::Ready((!self.0.is_empty()).then(|| Ok(self.0.remove(0))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            let data = self.0.iter().filter_map(Frame::data_ref).map(Bytes::len);
+            SizeHint::with_exact(data.sum::<usize>() as u64)
         }
     }
 
@@ -130,6 +138,15 @@ mod tests {
             frame_sizes(&[2_500]).await,
             [Some(1_000), Some(1_000), Some(500), None]
         );
+    }
+
+    #[tokio::test]
+    async fn the_size_hint_counts_what_is_left_of_a_frame_being_cut() {
+        let whole = Frame::data(Bytes::from(vec![7u8; 2_500]));
+        let mut body = cut(http::Response::new(Frames(vec![whole]))).into_body();
+        assert_eq!(body.size_hint().exact(), Some(2_500));
+        poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert_eq!(body.size_hint().exact(), Some(1_500));
     }
 
     #[tokio::test]
