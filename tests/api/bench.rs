@@ -1,14 +1,38 @@
 //! Runs `contactsd-bench` briefly against a real server, so it cannot rot.
 
+use std::process::Output;
+
 use crate::helpers::*;
+
+/// Runs the bench against `app` with `key` and `args`.
+async fn bench(app: &TestApp, key: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_contactsd-bench"))
+        .args(args)
+        .env("DATABASE_URL", app.database_url())
+        .env("CONTACTS_ADDR", format!("http://{}", app.address))
+        .env("CONTACTS_KEY", key)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The bench's `--json` reports, one per scenario.
+fn reports(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
     let app = spawn_app().await;
     let key = app.key("bench", "read,write").await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_contactsd-bench"))
-        .args([
+    let output = bench(
+        &app,
+        &key,
+        &[
             "--seed",
             "300",
             "--duration",
@@ -23,14 +47,10 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
             "20",
             "--watch-rate",
             "50",
-        ])
-        .arg("--json")
-        .env("DATABASE_URL", app.database_url())
-        .env("CONTACTS_ADDR", format!("http://{}", app.address))
-        .env("CONTACTS_KEY", key)
-        .output()
-        .await
-        .unwrap();
+            "--json",
+        ],
+    )
+    .await;
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the bench failed:\n{stderr}");
@@ -47,11 +67,7 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
         autovacuum == "off",
         "the bench vacuums exactly when the cluster does not: {stderr}"
     );
-    let reports: Vec<serde_json::Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let reports = reports(&output);
     let names: Vec<_> = reports
         .iter()
         .map(|r| r["scenario"].as_str().unwrap())
@@ -94,25 +110,112 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
     }
 }
 
+/// The bench's default client is its own transport under the generated
+/// client (see `transport.rs` in the bench); tonic's `Channel` stays
+/// selectable, so both must carry unary calls, pages and streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_measures_through_tonics_channel_too() {
+    let app = spawn_app().await;
+    let key = app.key("bench", "read,write").await;
+
+    let output = bench(
+        &app,
+        &key,
+        &[
+            "--client",
+            "channel",
+            "--seed",
+            "100",
+            "--scenario",
+            "get,add-value,list-scan,watch",
+            "--duration",
+            "0.4",
+            "--warmup",
+            "0.1",
+            "--rounds",
+            "1",
+            "--concurrency",
+            "4",
+            "--watchers",
+            "10",
+            "--watch-rate",
+            "50",
+            "--json",
+        ],
+    )
+    .await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the bench failed:\n{stderr}");
+    let reports = reports(&output);
+    assert_eq!(reports.len(), 4, "{stderr}");
+    for report in &reports {
+        assert!(report["rpc_per_s"].as_f64().unwrap() > 0.0, "{report}");
+        assert_eq!(report["rpc_errors"], 0, "{report}\n{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_benchs_client_reports_the_status_the_server_answered() {
+    let app = spawn_app().await;
+    // Known to the database, so the bench starts; refused every write.
+    let key = app.key("bench", "read").await;
+
+    let output = bench(
+        &app,
+        &key,
+        &[
+            "--seed",
+            "50",
+            "--scenario",
+            "add-value",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--rounds",
+            "1",
+            "--concurrency",
+            "2",
+            "--json",
+        ],
+    )
+    .await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reports = reports(&output);
+    assert!(
+        reports[0]["rpc_errors"].as_u64().unwrap() > 0,
+        "{reports:?}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("first error: PermissionDenied"),
+        "the server's status, not a transport error: {stderr}"
+    );
+}
+
 #[tokio::test]
 async fn the_bench_says_clearly_when_the_server_is_unreachable() {
     let app = spawn_app().await;
     let key = app.key("bench", "read,write").await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_contactsd-bench"))
-        .env("DATABASE_URL", app.database_url())
-        .env("CONTACTS_ADDR", "http://127.0.0.1:1")
-        .env("CONTACTS_KEY", key)
-        .output()
-        .await
-        .unwrap();
+    for client in ["h2", "channel"] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_contactsd-bench"))
+            .args(["--client", client])
+            .env("DATABASE_URL", app.database_url())
+            .env("CONTACTS_ADDR", "http://127.0.0.1:1")
+            .env("CONTACTS_KEY", &key)
+            .output()
+            .await
+            .unwrap();
 
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot reach contactsd at http://127.0.0.1:1"),
-        "{stderr}"
-    );
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("cannot reach contactsd at http://127.0.0.1:1"),
+            "{client}: {stderr}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 mod scenarios;
 mod seed;
+mod transport;
 mod watch;
 
 use std::str::FromStr;
@@ -23,10 +24,10 @@ use contactsd::storage::sql::ListFilter;
 use hdrhistogram::Histogram;
 use scenarios::{Scenario, Target, Worker};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use transport::{ClientKind, Transport};
 use uuid::Uuid;
 
-pub type Client = ContactsServiceClient<InterceptedService<Channel, BearerAuth>>;
+pub type Client = ContactsServiceClient<InterceptedService<Transport, BearerAuth>>;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +65,10 @@ struct Args {
     /// HTTP/2 connections the requests share (default: one per 4 in flight).
     #[arg(long)]
     connections: Option<usize>,
+    /// The RPC side's client: the generated client over a bare h2
+    /// connection, or over tonic's `Channel` (see the README).
+    #[arg(long, value_enum, default_value_t = ClientKind::H2)]
+    client: ClientKind,
     /// Connections the baseline's point reads share, as the server's
     /// `--db-read-connections` (keep the two equal).
     #[arg(long, default_value_t = 2)]
@@ -101,7 +106,8 @@ async fn main() -> std::process::ExitCode {
 pub struct Fixture {
     site: i64,
     app: Arc<str>,
-    channels: Vec<Channel>,
+    channels: Vec<Transport>,
+    client: ClientKind,
     auth: BearerAuth,
     pool: deadpool_postgres::Pool,
     /// The baseline's point reads, arranged as the server's.
@@ -149,7 +155,7 @@ async fn run(args: Args) -> Result<(), String> {
         .connections
         .unwrap_or(concurrency.div_ceil(4))
         .clamp(1, concurrency);
-    let channels = connect_channels(&args.addr, connections).await?;
+    let channels = connect_channels(&args.addr, connections, args.client).await?;
     let auth = BearerAuth::new(&args.key)?;
 
     if let Some(n) = args.seed {
@@ -194,6 +200,7 @@ async fn run(args: Args) -> Result<(), String> {
         site,
         app: app.into(),
         channels,
+        client: args.client,
         auth,
         pool,
         readers,
@@ -260,12 +267,15 @@ fn describe_db(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or("?"))
 }
 
-async fn connect_channels(addr: &str, connections: usize) -> Result<Vec<Channel>, String> {
-    let endpoint =
-        Channel::from_shared(addr.to_owned()).map_err(|e| format!("--addr {addr:?}: {e}"))?;
+async fn connect_channels(
+    addr: &str,
+    connections: usize,
+    kind: ClientKind,
+) -> Result<Vec<Transport>, String> {
+    let uri: http::Uri = addr.parse().map_err(|e| format!("--addr {addr:?}: {e}"))?;
     let mut channels = Vec::new();
     for _ in 0..connections {
-        let channel = endpoint.connect().await.map_err(|e| {
+        let channel = Transport::connect(&uri, kind).await.map_err(|e| {
             format!("cannot reach contactsd at {addr}: {e} (is it running? see --addr)")
         })?;
         channels.push(channel);

@@ -36,7 +36,12 @@ pub async fn deliver(
     rate: f64,
     duration: Duration,
 ) -> Result<WatchOutcome, String> {
-    let channels = crate::connect_channels(addr, watchers.div_ceil(STREAMS_PER_CONNECTION)).await?;
+    let channels = crate::connect_channels(
+        addr,
+        watchers.div_ceil(STREAMS_PER_CONNECTION),
+        fixture.client,
+    )
+    .await?;
     // When each write's response arrived (just after its commit), by contact id.
     let written: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
     let counts: Vec<Arc<AtomicU64>> = (0..watchers).map(|_| Arc::default()).collect();
