@@ -78,7 +78,10 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Transport {
     }
 }
 
-/// One bare h2 connection; clones share it.
+/// One bare h2 connection; clones share it. Unlike `Channel` it does not
+/// reconnect: a bench whose server went away reports the failed calls and
+/// is run again. Requests are collected whole before they are sent, which
+/// suits this API (no RPC streams its request).
 #[derive(Clone)]
 pub struct H2Channel {
     send: h2::client::SendRequest<Bytes>,
