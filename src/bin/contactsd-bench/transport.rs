@@ -3,28 +3,32 @@
 //!
 //! The bench's client shares the two cores with the server and the
 //! database, so what it spends per call is counted against the RPC side.
-//! tonic's `Channel` calls through hyper's client, which per request sends
-//! it over a channel to its dispatch task, spawns a task that waits for the
-//! response, and pipes the body from a second task when the stream has no
-//! send capacity yet, which it never has before the connection task opens
-//! it. So a unary request left in two writes, HEADERS then DATA, and the
-//! server read it in two. A unary request is whole when it is sent, so
-//! [`H2Channel`] queues its HEADERS and DATA on the h2 stream at once, from
-//! the caller's task: they leave in one write, with no task in between.
+//! tonic's `Channel` hands each request to a buffer task, then to hyper's
+//! client, which sends it over a channel to its dispatch task, spawns a task
+//! that waits for the response, and pipes the body from another task when
+//! the stream has no send capacity yet, which it never has before the
+//! connection task opens it. So a unary request left in two writes, HEADERS
+//! then DATA (and an empty DATA that ends the stream), and the server read
+//! it in two. A unary request is whole when it is sent, so [`H2Channel`]
+//! queues its HEADERS and DATA on the h2 stream one after the other, from
+//! the caller's task: they usually leave in one write (strace: ~0.85 writes
+//! per add-value, against ~1.7 over `Channel`), with no task in between.
 //! `--client channel` measures with tonic's `Channel`, for comparison.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::Uri;
 use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USER_AGENT: &str = concat!("contactsd-bench/", env!("CARGO_PKG_VERSION"));
 
 /// Which client the bench's RPC side calls through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +63,9 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Transport {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         match self {
+            // Fails fast on a broken connection. No backpressure: calls go
+            // out on clones (see `H2Channel::call`), and the bench bounds
+            // the calls in flight itself.
             Self::H2(h2) => h2.send.poll_ready(cx).map_err(Into::into),
             Self::Channel(channel) => channel.poll_ready(cx).map_err(Into::into),
         }
@@ -97,8 +104,7 @@ impl H2Channel {
         if scheme != &Scheme::HTTP {
             return Err("this client speaks plain-text HTTP/2 only (http://)".into());
         }
-        let port = authority.port_u16().unwrap_or(80);
-        let tcp = TcpStream::connect((authority.host(), port)).await?;
+        let tcp = TcpStream::connect(host_and_port(authority)).await?;
         tcp.set_nodelay(true)?;
         // hyper's client settings, so the two clients differ only in how
         // they hand a request to the connection.
@@ -124,6 +130,10 @@ impl H2Channel {
         })
     }
 
+    /// Sends on a clone of the connection's handle, which h2 lets open a
+    /// stream without waiting for the previous one to open; the server's
+    /// stream limit still holds on the wire (streams beyond it wait in h2's
+    /// queue).
     fn call(
         &self,
         request: http::Request<tonic::body::Body>,
@@ -137,6 +147,11 @@ impl H2Channel {
             uri.scheme = Some(scheme);
             uri.authority = Some(authority);
             parts.uri = Uri::from_parts(uri)?;
+            // What tonic's `Channel` adds, so the server decodes the same headers.
+            parts
+                .headers
+                .entry(http::header::USER_AGENT)
+                .or_insert(HeaderValue::from_static(USER_AGENT));
             // Unary requests: the one message is ready at once.
             let data = body.collect().await?.to_bytes();
             let (response, mut stream) =
@@ -174,18 +189,49 @@ impl Body for ResponseBody {
                     let _ = self.recv.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                Some(Err(error)) => return Poll::Ready(end_or(error)),
                 None => self.data_done = true,
             }
         }
         match ready!(self.recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(error) => Poll::Ready(Some(Err(error))),
+            Err(error) => Poll::Ready(end_or(error)),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         self.recv.is_end_stream()
+    }
+}
+
+/// Where to connect for `authority`. An IPv6 host comes in brackets
+/// ("[::1]"), which a socket address has not.
+fn host_and_port(authority: &Authority) -> (&str, u16) {
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (host, authority.port_u16().unwrap_or(80))
+}
+
+/// A reset with NO_ERROR ends the body normally: the server sent its whole
+/// response and asks the client to stop sending (RFC 9113, section 8.1).
+/// hyper's client treats it the same way.
+fn end_or(error: h2::Error) -> Option<Result<Frame<Bytes>, h2::Error>> {
+    (error.reason() != Some(h2::Reason::NO_ERROR)).then_some(Err(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_hosts_connect_without_their_brackets_and_ports_default_to_80() {
+        let at = |a: &'static str| Authority::from_static(a);
+        assert_eq!(host_and_port(&at("[::1]:50051")), ("::1", 50051));
+        assert_eq!(host_and_port(&at("127.0.0.1:50051")), ("127.0.0.1", 50051));
+        assert_eq!(host_and_port(&at("localhost")), ("localhost", 80));
     }
 }
