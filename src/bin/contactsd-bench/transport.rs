@@ -206,7 +206,7 @@ impl Body for ResponseBody {
 }
 
 /// Where to connect for `authority`. An IPv6 host comes in brackets
-/// ("[::1]"), which a socket address has not.
+/// (`[::1]`), which a socket address has not.
 fn host_and_port(authority: &Authority) -> (&str, u16) {
     let host = authority.host();
     let host = host
