@@ -147,7 +147,7 @@ impl H2Channel {
             uri.scheme = Some(scheme);
             uri.authority = Some(authority);
             parts.uri = Uri::from_parts(uri)?;
-            // What tonic's `Channel` adds, so the server decodes the same headers.
+            // tonic's `Channel` adds one too, so the server decodes as many headers.
             parts
                 .headers
                 .entry(http::header::USER_AGENT)
