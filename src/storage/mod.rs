@@ -93,8 +93,7 @@ impl Store {
             settings.read_connections,
             settings.read_timeout,
         )?;
-        let (pool, suspects) = pool::build(config, settings.pool_size, settings.timeout)
-            .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
+        let (pool, suspects) = pool::build(config, settings.pool_size, settings.timeout)?;
         let secret: Vec<u8> = pool
             .get()
             .await?
@@ -169,9 +168,7 @@ pub fn baseline_pool(
     config: tokio_postgres::Config,
     size: usize,
 ) -> Result<deadpool_postgres::Pool> {
-    pool::build(config, size, DEFAULT_TIMEOUT)
-        .map(|(pool, _)| pool)
-        .map_err(|e| Error::Internal(format!("building the pool: {e}")))
+    pool::build(config, size, DEFAULT_TIMEOUT).map(|(pool, _)| pool)
 }
 
 /// A call that got no answer within `timeout`: retryable, its detail logged only.

@@ -27,6 +27,8 @@ use deadpool_postgres::{
     WeakPool, tokio_postgres,
 };
 
+use crate::error::{Error, Result};
+
 pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
 /// How long a check waits for its answer at most: within a third of the
 /// callers' timeout, so that a caller whose check gets no answer still has
@@ -107,7 +109,7 @@ pub fn build(
     config: tokio_postgres::Config,
     size: usize,
     timeout: Duration,
-) -> Result<(Pool, Arc<Suspects>), String> {
+) -> Result<(Pool, Arc<Suspects>)> {
     let idle_limit = format!(
         "SELECT set_config('idle_in_transaction_session_timeout', '{}', false) \
          WHERE current_setting('idle_in_transaction_session_timeout') = '0'",
@@ -179,7 +181,7 @@ pub fn build(
             })
         }))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Internal(format!("building a connection pool: {e}")))?;
     let _ = suspects.pool.set(pool.weak());
     Ok((pool, suspects))
 }

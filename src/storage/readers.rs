@@ -38,7 +38,7 @@ use deadpool_postgres::{Object, Pool, tokio_postgres};
 
 use super::pool::{self, Exclusive, VERIFY_AFTER_IDLE};
 use super::timed_out;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How long a point read waits for its shared connection by default.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,8 +186,7 @@ impl Readers {
         let count = count.max(1);
         // Stalled shared connections are retired by `take_live`; their
         // pool's own suspects are only those idle too long.
-        let (pool, _) = pool::build(config, 2 * count, read_timeout)
-            .map_err(|e| Error::Internal(format!("building the readers' pool: {e}")))?;
+        let (pool, _) = pool::build(config, 2 * count, read_timeout)?;
         Ok(Self {
             pool,
             slots: (0..count).map(|_| Mutex::new(None)).collect(),
