@@ -16,8 +16,8 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use prost::bytes::Bytes;
 
 /// The largest piece: under h2's 1 KiB limit for copying a DATA frame.
 const PIECE: usize = 1_000;
