@@ -155,6 +155,52 @@ async fn the_bench_measures_through_tonics_channel_too() {
     }
 }
 
+/// add-value and reconcile-merge add a tag per call to a few targets; a
+/// contact holds at most 50, so a run that adds more than that per target
+/// must make room between its phases instead of measuring errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_runs_past_the_tag_limit_without_errors() {
+    let app = spawn_app().await;
+    let key = app.key("bench", "read,write").await;
+    let (targets, seconds) = (16.0, 2.0);
+
+    let output = bench(
+        &app,
+        &key,
+        &[
+            "--seed",
+            "16",
+            "--scenario",
+            "reconcile-merge,add-value",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.1",
+            "--rounds",
+            "20",
+            "--concurrency",
+            "4",
+            "--json",
+        ],
+    )
+    .await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the bench failed:\n{stderr}");
+    let reports = reports(&output);
+    assert_eq!(reports.len(), 2, "{stderr}");
+    for report in &reports {
+        let per_s =
+            report["rpc_per_s"].as_f64().unwrap() + report["baseline_per_s"].as_f64().unwrap();
+        assert!(
+            per_s * seconds / targets > 50.0,
+            "the run must add more tags per target than a contact holds: {report}"
+        );
+        assert_eq!(report["rpc_errors"], 0, "{report}\n{stderr}");
+        assert_eq!(report["baseline_errors"], 0, "{report}\n{stderr}");
+    }
+}
+
 #[tokio::test]
 async fn the_benchs_client_reports_the_status_the_server_answered() {
     let app = spawn_app().await;
