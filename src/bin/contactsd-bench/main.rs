@@ -232,7 +232,7 @@ async fn run(args: Args) -> Result<(), String> {
     eprintln!("{}", Report::HEADER);
     for scenario in scenarios {
         if scenario.grows_contacts() {
-            trim_tags(&admin, &fixture, 3).await?;
+            trim_tags(&admin, &fixture, KEPT_TAGS).await?;
         }
         if vacuum {
             admin
@@ -343,9 +343,12 @@ async fn autovacuum_is_off(admin: &tokio_postgres::Client) -> Result<bool, Strin
     Ok(setting == "off")
 }
 
-/// Cuts the targets holding more than `above` tags back to three, so that the
-/// scenarios that add a tag per call stay under the limit of tags per contact
-/// (bench fixture upkeep).
+/// Tags a trimmed target keeps.
+const KEPT_TAGS: i32 = 3;
+
+/// Cuts the targets holding more than `above` tags back to `KEPT_TAGS`, so
+/// that the scenarios that add a tag per call stay under the limit of tags
+/// per contact (bench fixture upkeep).
 async fn trim_tags(
     admin: &tokio_postgres::Client,
     fixture: &Fixture,
@@ -354,8 +357,8 @@ async fn trim_tags(
     let ids: Vec<Uuid> = fixture.targets.iter().map(|t| t.id).collect();
     admin
         .execute(
-            "UPDATE contacts SET tags = tags[1:3] WHERE site_id = $1 AND id = ANY($2) AND cardinality(tags) > $3",
-            &[&fixture.site, &ids, &above],
+            "UPDATE contacts SET tags = tags[1:$4] WHERE site_id = $1 AND id = ANY($2) AND cardinality(tags) > $3",
+            &[&fixture.site, &ids, &above, &KEPT_TAGS],
         )
         .await
         .map(drop)
@@ -420,20 +423,25 @@ async fn measure(
     let mut round_ratios = Vec::new();
     // The fastest phase so far, from which `make_room` judges the next.
     let mut adds_per_s: f64 = 0.0;
+    // Every phase, warm-up or measured, first makes room for itself.
+    let mut phase_of = async |side, duration| {
+        make_room(admin, fixture, scenario, adds_per_s, duration).await?;
+        let measured = run_phase(
+            fixture,
+            admin,
+            scenario,
+            side,
+            concurrency,
+            duration,
+            &counter,
+        )
+        .await?;
+        adds_per_s = adds_per_s.max(measured.per_second());
+        Ok::<_, String>(measured)
+    };
     for side in [Side::Rpc, Side::Baseline] {
         if !warmup.is_zero() {
-            make_room(admin, fixture, scenario, adds_per_s, warmup).await?;
-            let measured = run_phase(
-                fixture,
-                admin,
-                scenario,
-                side,
-                concurrency,
-                warmup,
-                &counter,
-            )
-            .await?;
-            adds_per_s = adds_per_s.max(measured.per_second());
+            phase_of(side, warmup).await?;
         }
     }
     for round in 0..args.rounds.max(1) {
@@ -445,10 +453,7 @@ async fn measure(
         };
         let (mut rpc_rate, mut baseline_rate) = (0.0, 0.0);
         for side in order {
-            make_room(admin, fixture, scenario, adds_per_s, phase).await?;
-            let measured =
-                run_phase(fixture, admin, scenario, side, concurrency, phase, &counter).await?;
-            adds_per_s = adds_per_s.max(measured.per_second());
+            let measured = phase_of(side, phase).await?;
             let (total, rate) = if side == Side::Rpc {
                 (&mut rpc, &mut rpc_rate)
             } else {
@@ -488,7 +493,7 @@ async fn make_room(
     let mean = adds_per_s * phase.as_secs_f64() / fixture.targets.len() as f64;
     let room = (1.5 * mean + 4.0 * mean.sqrt() + 1.0).ceil() as i32;
     let limit = Limits::VALUES_PER_ARRAY as i32;
-    trim_tags(admin, fixture, (limit - room).max(3)).await
+    trim_tags(admin, fixture, (limit - room).max(KEPT_TAGS)).await
 }
 
 async fn run_phase(
