@@ -24,6 +24,16 @@ fn reports(output: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A setting of the test's database, as the bench sees it.
+async fn setting(app: &TestApp, name: &str) -> String {
+    app.db()
+        .await
+        .query_one("SELECT current_setting($1)", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
     let app = spawn_app().await;
@@ -55,17 +65,18 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the bench failed:\n{stderr}");
     assert!(stderr.contains("seeded 300 contacts"), "{stderr}");
-    let autovacuum: String = app
-        .db()
-        .await
-        .query_one("SHOW autovacuum", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let autovacuum = setting(&app, "autovacuum").await;
     assert_eq!(
         stderr.contains("VACUUM ANALYZE runs before each scenario"),
         autovacuum == "off",
         "the bench vacuums exactly when the cluster does not: {stderr}"
+    );
+    let synchronous_commit = setting(&app, "synchronous_commit").await;
+    assert!(
+        stderr.contains(&format!(
+            "synchronous_commit {synchronous_commit}; one idle connection's round trip"
+        )),
+        "the table's head says what machine it ran on: {stderr}"
     );
     let reports = reports(&output);
     let names: Vec<_> = reports
@@ -92,6 +103,22 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
             assert!(report[key].as_f64().unwrap() > 0.0, "{key} of {report}");
         }
         assert_eq!(report["rpc_errors"], 0, "{report}\n{stderr}");
+        let machine = &report["machine"];
+        assert!(machine["cpus"].as_u64().unwrap() >= 1, "{report}");
+        assert_eq!(
+            machine["synchronous_commit"], *synchronous_commit,
+            "{report}"
+        );
+        assert!(
+            machine["postgres"]
+                .as_str()
+                .unwrap()
+                .starts_with(char::is_numeric),
+            "{report}"
+        );
+        for key in ["db_round_trip_us", "db_commit_us"] {
+            assert!(machine[key].as_f64().unwrap() > 0.0, "{key} of {report}");
+        }
         if report["scenario"] == "watch" {
             assert_eq!(
                 report["complete_watchers"], 20,

@@ -3,6 +3,7 @@
 //! and baseline rounds so both see the same machine. Ratios, not absolute
 //! numbers, are what to compare across runs and machines.
 
+mod machine;
 mod scenarios;
 mod seed;
 mod transport;
@@ -76,7 +77,8 @@ struct Args {
     /// Alternations of RPC and baseline per scenario; the duration is split among them.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
-    /// Print one JSON object per scenario on stdout (the table goes to stderr).
+    /// Print one JSON object per scenario on stdout (the table goes to
+    /// stderr), each with the machine it ran on under `machine`.
     #[arg(long)]
     json: bool,
     /// Watchers the watch scenario opens.
@@ -229,6 +231,16 @@ async fn run(args: Args) -> Result<(), String> {
              so none inherits the dead rows and stale statistics of the ones before it"
         );
     }
+    // Probed before any load, and after the vacuum notice so the table's
+    // head stays together.
+    let machine = machine::Machine::probe(&admin).await?;
+    eprintln!("{}", machine.line());
+    let print_json = |mut report: serde_json::Value| {
+        if args.json {
+            report["machine"] = machine.json();
+            println!("{report}");
+        }
+    };
     eprintln!("{}", Report::HEADER);
     for scenario in scenarios {
         if scenario.grows_contacts() {
@@ -243,16 +255,12 @@ async fn run(args: Args) -> Result<(), String> {
         if scenario == Scenario::Watch {
             let (row, json) = measure_watch(&args, &fixture, &admin, concurrency).await?;
             eprintln!("{row}");
-            if args.json {
-                println!("{json}");
-            }
+            print_json(json);
             continue;
         }
         let report = measure(&args, &fixture, &admin, scenario, concurrency).await?;
         eprintln!("{}", report.row());
-        if args.json {
-            println!("{}", report.json());
-        }
+        print_json(report.json());
     }
     Ok(())
 }
@@ -598,7 +606,7 @@ async fn measure_watch(
     fixture: &Fixture,
     admin: &tokio_postgres::Client,
     concurrency: usize,
-) -> Result<(String, String), String> {
+) -> Result<(String, serde_json::Value), String> {
     let rss = RssSampler::start(args.server_pid);
     let phase = Duration::from_secs_f64(args.duration);
     let counter = Arc::new(AtomicU64::new(0));
@@ -662,8 +670,7 @@ async fn measure_watch(
         "rpc_errors": with.errors,
         "baseline_errors": without.errors,
         "server_rss_mib": rss,
-    })
-    .to_string();
+    });
     Ok((row, json))
 }
 
@@ -828,7 +835,7 @@ impl Report {
         format!("{low:.2}-{high:.2}")
     }
 
-    fn json(&self) -> String {
+    fn json(&self) -> serde_json::Value {
         let (r, b) = (&self.rpc, &self.baseline);
         serde_json::json!({
             "scenario": self.scenario.name(),
@@ -847,7 +854,6 @@ impl Report {
             "baseline_errors": b.errors,
             "server_rss_mib": self.rss_mib,
         })
-        .to_string()
     }
 }
 
