@@ -24,11 +24,9 @@ fn reports(output: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A setting of the test's database, as the bench sees it.
-async fn setting(app: &TestApp, name: &str) -> String {
-    app.db()
-        .await
-        .query_one("SELECT current_setting($1)", &[&name])
+/// A setting as the session `db` sees it, in `SHOW`'s form ("1s").
+async fn setting(db: &tokio_postgres::Client, name: &str) -> String {
+    db.query_one("SELECT current_setting($1)", &[&name])
         .await
         .unwrap()
         .get(0)
@@ -65,13 +63,14 @@ async fn the_bench_seeds_and_measures_every_scenario_against_its_baseline() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the bench failed:\n{stderr}");
     assert!(stderr.contains("seeded 300 contacts"), "{stderr}");
-    let autovacuum = setting(&app, "autovacuum").await;
+    let db = app.db().await;
+    let autovacuum = setting(&db, "autovacuum").await;
     assert_eq!(
         stderr.contains("VACUUM ANALYZE runs before each scenario"),
         autovacuum == "off",
         "the bench vacuums exactly when the cluster does not: {stderr}"
     );
-    let synchronous_commit = setting(&app, "synchronous_commit").await;
+    let synchronous_commit = setting(&db, "synchronous_commit").await;
     assert!(
         stderr.contains(&format!(
             "synchronous_commit {synchronous_commit}; one idle connection's round trip"
@@ -189,18 +188,19 @@ async fn the_bench_measures_through_tonics_channel_too() {
 async fn the_bench_runs_past_the_tag_limit_without_errors() {
     let app = spawn_app().await;
     let key = app.key("bench", "read,write").await;
-    let (targets, seconds) = (16.0, 2.0);
+    let (targets, seconds) = (16, 2);
+    let (seed, duration) = (targets.to_string(), seconds.to_string());
 
     let output = bench(
         &app,
         &key,
         &[
             "--seed",
-            "16",
+            &seed,
             "--scenario",
             "reconcile-merge,add-value",
             "--duration",
-            "2",
+            &duration,
             "--warmup",
             "0.1",
             "--rounds",
@@ -220,7 +220,7 @@ async fn the_bench_runs_past_the_tag_limit_without_errors() {
         let per_s =
             report["rpc_per_s"].as_f64().unwrap() + report["baseline_per_s"].as_f64().unwrap();
         assert!(
-            per_s * seconds / targets > 50.0,
+            per_s * f64::from(seconds) / f64::from(targets) > 50.0,
             "the run must add more tags per target than a contact holds: {report}"
         );
         assert_eq!(report["rpc_errors"], 0, "{report}\n{stderr}");
@@ -293,12 +293,14 @@ async fn the_benchs_baseline_writes_on_sessions_set_up_as_the_servers() {
     let pool = contactsd::storage::baseline_pool(config, 1).unwrap();
     let session = pool.get().await.unwrap();
 
-    let show = async |setting: &str| -> String {
-        let sql = format!("SHOW {setting}");
-        session.query_one(&sql, &[]).await.unwrap().get(0)
-    };
     // What the server's pool sets (see `storage::pool::build`): the database
     // does this work for the server's writes, so the baseline's do it too.
-    assert_eq!(show("client_connection_check_interval").await, "1s");
-    assert_eq!(show("idle_in_transaction_session_timeout").await, "10s");
+    assert_eq!(
+        setting(&session, "client_connection_check_interval").await,
+        "1s"
+    );
+    assert_eq!(
+        setting(&session, "idle_in_transaction_session_timeout").await,
+        "10s"
+    );
 }
