@@ -129,20 +129,13 @@ impl Application {
             .with_keepalive(Some(std::time::Duration::from_secs(60)))
             .map(|accepted| accepted.map(ClientSocket::new));
         tracing::info!(address = %self.address, "serving contacts.v1.ContactsService");
-        let serve = tonic::transport::Server::builder()
-            // A span per call only when debugging: formatting one per RPC costs throughput.
-            .trace_fn(|request| tracing::debug_span!("rpc", path = %request.uri().path()))
-            // Responses of 1-12 KiB in one write, not three (see `grpc::frames`).
-            .layer(tower::util::MapResponseLayer::new(
-                grpc::frames::cut::<tonic::body::Body>,
-            ))
-            .add_service(grpc::watch::Routes::new(api))
+        let router = grpc::server::Router::new(grpc::watch::Routes::new(api))
             .add_service(health_service)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(incoming, shutdown);
+            .add_service(reflection_v1alpha);
+        let serve = grpc::server::serve(incoming, router, shutdown);
         tokio::select! {
-            served = serve => served?,
+            () = serve => {}
             () = grace_over => tracing::warn!(
                 grace_secs = grace.as_secs_f64(),
                 "calls still open after the shutdown grace period were cut off"

@@ -6,6 +6,7 @@ pub mod codec;
 mod convert;
 pub mod frames;
 pub mod page_token;
+pub mod server;
 pub mod socket;
 pub mod watch;
 

@@ -6,7 +6,6 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// A client connection that tells HTTP/2 it has no vectored writes.
 ///
@@ -24,14 +23,6 @@ pub struct ClientSocket(TcpStream);
 impl ClientSocket {
     pub fn new(stream: TcpStream) -> Self {
         Self(stream)
-    }
-}
-
-impl Connected for ClientSocket {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.connect_info()
     }
 }
 

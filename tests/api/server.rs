@@ -71,3 +71,58 @@ async fn reflection_lists_the_service_in_both_v1_and_v1alpha() {
             .any(|s| s.name == "contacts.v1.ContactsService")
     );
 }
+
+/// Calls `path` with an empty message over a fresh connection.
+async fn call_path(app: &TestApp, path: &'static str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(app.channel().await);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    grpc.unary(
+        tonic::Request::new(()),
+        http::uri::PathAndQuery::from_static(path),
+        codec,
+    )
+    .await
+    .expect_err("no such method")
+}
+
+#[tokio::test]
+async fn an_unknown_service_or_method_is_unimplemented() {
+    let app = spawn_app().await;
+
+    let status = call_path(&app, "/contacts.v2.ContactsService/GetContact").await;
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("contacts.v2.ContactsService"));
+
+    let status = call_path(&app, "/contacts.v1.ContactsService/GetContacts").await;
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+}
+
+/// More than hyper's default of 200 streams at once: a client multiplexing
+/// many watches on one connection must not see some of them wait forever.
+#[tokio::test]
+async fn a_client_may_hold_hundreds_of_watches_on_one_connection() {
+    let app = spawn_app().await;
+    let mut client = app.client("acme").await;
+
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        let request = contactsd::pb::WatchContactsRequest::default();
+        streams.push(client.watch_contacts(request).await.unwrap().into_inner());
+    }
+    let created = create(&mut client, with_email("many@example.com")).await;
+
+    for stream in &mut streams {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                let event = stream.message().await.unwrap().unwrap();
+                if event.r#type() != contactsd::pb::EventType::Heartbeat {
+                    return event;
+                }
+            }
+        })
+        .await
+        .expect("every watch gets the change");
+        assert_eq!(event.contact_id, created.contact_id);
+    }
+}
