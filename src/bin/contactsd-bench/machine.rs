@@ -1,5 +1,5 @@
 //! What the machine under a run's figures is like. Ratios move with the
-//! machine (README, "Reading the figures"): the same binaries gave the
+//! machine (README, "Performance"): the same binaries gave the
 //! writes ~0.05 apart on two days, and a slower machine's day shifted every
 //! ratio. Each run says what it ran on, so that figures from two machines
 //! are not read as a change in the code.
