@@ -3,6 +3,7 @@
 //! Seeding is a bench fixture, not a stream of changes: it writes contacts and
 //! their keys but no change records, so a watcher does not see seeded contacts.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -110,6 +111,9 @@ pub async fn seed(client: &mut tokio_postgres::Client, site: i64, n: u64) -> Res
     const BATCH: u64 = 20_000;
     let nonce: u32 = rand::rng().random();
     let started = Instant::now();
+    // Progress overwrites itself on a terminal; in a log it would run the
+    // counts and the summary together on one line.
+    let progress = std::io::stderr().is_terminal();
     let mut done = 0;
     while done < n {
         let batch = BATCH.min(n - done);
@@ -122,11 +126,14 @@ pub async fn seed(client: &mut tokio_postgres::Client, site: i64, n: u64) -> Res
             .map_err(|e| format!("seeding: {e}"))?;
         tx.commit().await.map_err(|e| format!("seeding: {e}"))?;
         done += batch;
-        eprint!("\rseeded {done}/{n}");
+        if progress {
+            eprint!("\rseeded {done}/{n}");
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "\rseeded {n} contacts in {seconds:.1} s ({:.0} contacts/s)",
+        "{}seeded {n} contacts in {seconds:.1} s ({:.0} contacts/s)",
+        if progress { "\r" } else { "" },
         n as f64 / seconds
     );
     client
